@@ -1,0 +1,293 @@
+"""Ingest: every file under ``datasets/`` becomes one manifest row, ok or quarantined with a reason.
+
+Layout: ``datasets/<source>/...`` where ``source`` is ``generic`` or ``vehicle``; field sessions
+live in ``datasets/vehicle/<session>/``. Each folder may hold a ``sidecar.json``
+(:mod:`pipeline.sidecar`). Decoding results are cached by content hash, so a re-run decodes only
+new or changed files; moved or renamed files hit the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image, UnidentifiedImageError
+
+from pipeline.atomic import write_json
+from pipeline.errors import DataError
+from pipeline.params import IngestParams
+from pipeline.scenes import AUTO_RULE, LumaStats, auto_scene
+from pipeline.sidecar import SIDECAR_NAME, Sidecar, read_sidecar
+
+DECODER_VERSION = "1"  # bump when decode/statistics change, to invalidate the cache
+METADATA_FILES = {SIDECAR_NAME, "README.md", ".gitignore", ".gitkeep"}
+
+MANIFEST_SCHEMA = pa.schema(
+    [
+        pa.field("path", pa.string(), nullable=False),  # relative to the datasets root, POSIX
+        pa.field("sha256", pa.string()),
+        pa.field("size_bytes", pa.int64()),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("session", pa.string(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),  # ok | quarantined | skipped
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("format", pa.string()),
+        pa.field("mode", pa.string()),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("frames", pa.int32()),
+        pa.field("scene", pa.string()),
+        pa.field("scene_origin", pa.string()),  # sidecar | auto:luma-v1
+        pa.field("scene_confidence", pa.float64()),
+        pa.field("vehicle", pa.string()),
+        pa.field("camera", pa.string()),
+        pa.field("captured_at", pa.string()),
+        pa.field("synthetic", pa.bool_()),
+        pa.field("origin", pa.string()),
+        pa.field("licence", pa.string()),
+        pa.field("duplicate_of", pa.string()),
+        pa.field("luma_mean", pa.float64()),
+        pa.field("luma_std", pa.float64()),
+        pa.field("luma_p01", pa.float64()),
+        pa.field("luma_p50", pa.float64()),
+        pa.field("luma_p99", pa.float64()),
+        pa.field("dark_frac", pa.float64()),
+        pa.field("bright_frac", pa.float64()),
+    ],
+    metadata={"fieldcal.manifest": "1"},
+)
+
+
+@dataclass
+class Decoded:
+    """What decoding one file's bytes tells; cached by (sha256, decode settings)."""
+
+    status: str
+    reason: str
+    format: str | None = None
+    mode: str | None = None
+    width: int | None = None
+    height: int | None = None
+    frames: int | None = None
+    luma: dict[str, float] = field(default_factory=dict)
+
+
+def _luma_stats(img: Image.Image, size: int) -> dict[str, float]:
+    from pipeline.tensors import to_rgb
+
+    rgb = to_rgb(img)
+    rgb.thumbnail((size, size), Image.Resampling.BILINEAR)
+    a = np.asarray(rgb, dtype=np.float64)
+    y = 0.299 * a[..., 0] + 0.587 * a[..., 1] + 0.114 * a[..., 2]
+    p01, p50, p99 = np.percentile(y, [1, 50, 99])
+    return asdict(
+        LumaStats(
+            mean=float(y.mean()),
+            std=float(y.std()),
+            p01=float(p01),
+            p50=float(p50),
+            p99=float(p99),
+            dark_frac=float((y <= 40).mean()),
+            bright_frac=float((y >= 245).mean()),
+        )
+    )
+
+
+def decode(path: Path, p: IngestParams) -> Decoded:
+    """Decode one image fully (truncation shows here) and measure its luminance."""
+    Image.MAX_IMAGE_PIXELS = p.max_image_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                fmt, mode = img.format, img.mode
+                width, height = img.size
+                frames = int(getattr(img, "n_frames", 1))
+                if fmt == "JPEG":
+                    img.draft("RGB", (p.stats_size, p.stats_size))  # reduced-size DCT decode
+                img.load()
+                luma = _luma_stats(img, p.stats_size)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        return Decoded("quarantined", f"decompression bomb: {err}")
+    except UnidentifiedImageError:
+        return Decoded("quarantined", "not an image Pillow can identify")
+    except (OSError, SyntaxError, ValueError) as err:
+        return Decoded("quarantined", f"cannot decode: {err}")
+    if width < 8 or height < 8:
+        return Decoded("quarantined", f"image is {width}x{height}; at least 8x8 is needed")
+    reason = ""
+    ext = path.suffix.lower()
+    expected = {
+        ".jpg": "JPEG",
+        ".jpeg": "JPEG",
+        ".png": "PNG",
+        ".gif": "GIF",
+        ".bmp": "BMP",
+        ".tif": "TIFF",
+        ".tiff": "TIFF",
+        ".webp": "WEBP",
+    }.get(ext)
+    if expected and fmt != expected:
+        reason = f"extension {ext} but content is {fmt}"
+    if frames > 1:
+        reason = "; ".join(filter(None, [reason, f"{frames} frames: the first is used"]))
+    return Decoded("ok", reason, fmt, mode, width, height, frames, luma)
+
+
+@dataclass(frozen=True)
+class Found:
+    rel: str  # POSIX path relative to the datasets root
+    path: Path
+    source: str
+    session: str
+    problem: str  # non-empty: the file cannot be read at all
+
+
+def walk(root: Path, extensions: tuple[str, ...]) -> Iterator[Found]:
+    """Every file under ``root`` except metadata, sorted by path; links out of the tree flagged."""
+    if not root.is_dir():
+        raise DataError(f"datasets folder {root} does not exist; run `fieldcal demo init`")
+    root_real = root.resolve()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        here = Path(dirpath)
+        for d in list(dirnames):
+            if d.startswith("."):
+                dirnames.remove(d)
+        for name in sorted(filenames):
+            if name in METADATA_FILES or name.startswith(".") or name.endswith(".dvc"):
+                continue
+            path = here / name
+            rel_parts = path.relative_to(root).parts
+            rel_bytes = os.fsencode(path.relative_to(root))
+            rel = rel_bytes.decode("utf-8", "backslashreplace")
+            source = rel_parts[0] if len(rel_parts) > 1 else "(root)"
+            session = rel_parts[1] if source == "vehicle" and len(rel_parts) > 2 else source
+            problem = ""
+            try:
+                rel_bytes.decode("utf-8")
+            except UnicodeDecodeError:
+                problem = "file name is not valid UTF-8; rename it"
+            if path.is_symlink():
+                target = path.resolve()
+                if not target.exists():
+                    problem = problem or "broken symbolic link"
+                elif not target.is_relative_to(root_real):
+                    problem = problem or f"symbolic link points outside {root}; refused"
+            if not problem and path.suffix.lower() not in extensions:
+                problem = f"skipped: extension {path.suffix or '(none)'!r} not in ingest.extensions"
+            if not problem and not os.access(path, os.R_OK):
+                problem = "file is not readable (permissions)"
+            yield Found(rel, path, source, session, problem)
+
+
+def _sha256(path: Path) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+def _cache_key(p: IngestParams) -> str:
+    blob = json.dumps([DECODER_VERSION, p.max_image_pixels, p.stats_size])
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _decode_cached(path: Path, sha: str, p: IngestParams, cache: Path | None) -> Decoded:
+    if cache is None:
+        return decode(path, p)
+    entry = cache / _cache_key(p) / f"{sha}.json"
+    if entry.is_file():
+        try:
+            return Decoded(**json.loads(entry.read_text(encoding="utf-8")))
+        except (ValueError, TypeError):
+            pass  # a damaged cache entry is recomputed
+    d = decode(path, p)
+    write_json(entry, asdict(d))
+    return d
+
+
+@dataclass
+class IngestResult:
+    table: pa.Table
+    decoded: int  # files actually decoded (cache misses)
+    cached: int
+
+
+def ingest(root: Path, p: IngestParams, cache: Path | None = None) -> IngestResult:
+    rows: list[dict[str, object]] = []
+    sidecars: dict[Path, Sidecar | None] = {}
+    first_by_sha: dict[str, str] = {}
+    decoded = cached = 0
+    cache_dir = cache / _cache_key(p) if cache is not None else None
+    for f in walk(root, p.extensions):
+        folder = f.path.parent
+        if folder not in sidecars:
+            sidecars[folder] = read_sidecar(folder)
+        row: dict[str, object] = {"path": f.rel, "source": f.source, "session": f.session}
+        if f.problem:
+            status = "skipped" if f.problem.startswith("skipped") else "quarantined"
+            rows.append(row | {"status": status, "reason": f.problem.removeprefix("skipped: ")})
+            continue
+        try:
+            sha, size = _sha256(f.path)
+        except OSError as err:
+            rows.append(row | {"status": "quarantined", "reason": f"cannot read: {err}"})
+            continue
+        row |= {"sha256": sha, "size_bytes": size}
+        if size == 0:
+            rows.append(row | {"status": "quarantined", "reason": "empty file (0 bytes)"})
+            continue
+        if cache_dir is not None and (cache_dir / f"{sha}.json").is_file():
+            cached += 1
+        else:
+            decoded += 1
+        d = _decode_cached(f.path, sha, p, cache)
+        row |= {
+            "status": d.status,
+            "reason": d.reason,
+            "format": d.format,
+            "mode": d.mode,
+            "width": d.width,
+            "height": d.height,
+            "frames": d.frames,
+        }
+        meta = sidecars[folder]
+        im = meta.for_image(f.path.name) if meta is not None else None
+        if im is not None:
+            row |= {
+                "vehicle": im.vehicle,
+                "camera": im.camera,
+                "captured_at": im.captured_at,
+                "synthetic": im.synthetic,
+                "origin": im.source,
+                "licence": im.licence,
+            }
+        if d.luma:
+            row |= {
+                f"luma_{k}" if k in ("mean", "std", "p01", "p50", "p99") else k: v
+                for k, v in d.luma.items()
+            }
+        if d.status == "ok":
+            if im is not None and im.scene:
+                row |= {"scene": im.scene, "scene_origin": "sidecar", "scene_confidence": 1.0}
+            else:
+                scene, conf = auto_scene(LumaStats(**d.luma))
+                row |= {"scene": scene, "scene_origin": AUTO_RULE, "scene_confidence": conf}
+            if sha in first_by_sha:
+                row["duplicate_of"] = first_by_sha[sha]
+            else:
+                first_by_sha[sha] = f.rel
+        rows.append(row)
+    table = pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)
+    return IngestResult(table, decoded, cached)

@@ -1,0 +1,211 @@
+"""params.yaml: the one source of configuration, one pydantic model per section.
+
+Every model is ``frozen`` and ``extra="forbid"``, so a typo or a wrong type fails at load time with
+the key's path (``quantize.activations.mode``) and what was expected. Pipeline functions take the
+section they need, never the whole :class:`Params`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.errors import ParamsError
+
+SceneName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=40)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PathsParams(_Section):
+    """Where things live, relative to the project root (the folder holding params.yaml)."""
+
+    datasets: Path = Path("datasets")
+    out: Path = Path("out")
+    cache: Path = Path(".fieldcal/cache")
+
+
+class ModelParams(_Section):
+    path: Path = Path("models/centerface.onnx")
+    # Face decoder for task-level metrics; "none" gives output-level metrics only.
+    decoder: Literal["centerface", "none"] = "centerface"
+
+
+class IngestParams(_Section):
+    extensions: tuple[str, ...] = (
+        ".jpg",
+        ".jpeg",
+        ".png",
+        ".bmp",
+        ".tif",
+        ".tiff",
+        ".webp",
+        ".gif",
+    )
+    # Pillow's decompression-bomb limit, set explicitly (Pillow's own default is 89_478_485).
+    max_image_pixels: int = Field(default=64_000_000, ge=1)
+    # Luminance statistics are computed on a thumbnail of this longest side (cheap and stable).
+    stats_size: int = Field(default=256, ge=16, le=4096)
+    workers: int = Field(default=1, ge=1, le=64)
+
+    @field_validator("extensions")
+    @classmethod
+    def _lowercase_dot(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for ext in v:
+            if not ext.startswith(".") or ext != ext.lower():
+                raise ValueError(f"extensions must be lower-case and start with '.'; got {ext!r}")
+        return v
+
+
+class CurateParams(_Section):
+    seed: int = 0
+    # Per-scene number of images for calibration and for (disjoint) evaluation. A scene absent
+    # from a mapping gets `default_*` images; 0 leaves it out of that set.
+    calibration: dict[SceneName, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    evaluation: dict[SceneName, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    default_calibration: int = Field(default=16, ge=0)
+    default_evaluation: int = Field(default=4, ge=0)
+    # Evaluation draws only from these sources (generic photos calibrate, field data evaluates).
+    exclude: tuple[str, ...] = ()
+
+
+class TensorsParams(_Section):
+    """How an image becomes the model's input tensor (the QNN .raw file)."""
+
+    height: int = Field(default=256, ge=8)
+    width: int = Field(default=320, ge=8)
+    resize: Literal["letterbox", "stretch"] = "letterbox"
+    color: Literal["RGB", "BGR"] = "RGB"
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    # Layout of the .raw files. Legacy QNN/SNPE converters expect NHWC for 4-D image inputs;
+    # qairt-converter keeps the source layout (NCHW for ONNX). Spec §7.2.
+    layout: Literal["NHWC", "NCHW"] = "NHWC"
+    # How input_list.txt names the files: relative to the project root (where dvc runs, and so
+    # where qnn tools resolve them) or absolute (not reproducible across clones).
+    list_paths: Literal["relative", "absolute"] = "relative"
+
+    @field_validator("std")
+    @classmethod
+    def _nonzero_std(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(s == 0 for s in v):
+            raise ValueError(f"std must be non-zero per channel; got {list(v)}")
+        return v
+
+
+QuantMode = Literal["tf", "symmetric", "enhanced", "percentile"]
+
+
+class ActivationQuant(_Section):
+    mode: QuantMode = "tf"
+    bitwidth: Literal[8, 16] = 8
+    percentile: float = Field(default=99.99, ge=90.0, le=100.0)
+
+
+class WeightQuant(_Section):
+    mode: Literal["tf", "symmetric", "enhanced", "percentile", "adjusted"] = "symmetric"
+    bitwidth: Literal[4, 8, 16] = 8
+    per_channel: bool = True
+    percentile: float = Field(default=99.99, ge=90.0, le=100.0)
+
+    @model_validator(mode="after")
+    def _per_channel_is_symmetric(self) -> WeightQuant:
+        if self.per_channel and self.mode not in ("symmetric",):
+            raise ValueError(
+                "per-channel weights are always symmetric in QNN (spec §3.4); "
+                f"got weights.mode={self.mode!r} with per_channel=true. "
+                "Set mode: symmetric or per_channel: false."
+            )
+        if self.mode == "adjusted" and self.bitwidth != 8:
+            raise ValueError("weights.mode 'adjusted' is 8-bit only (spec §5.1)")
+        return self
+
+
+class QuantizeParams(_Section):
+    backend: Literal["embedded"] = "embedded"
+    activations: ActivationQuant = ActivationQuant()
+    weights: WeightQuant = WeightQuant()
+    bias_bitwidth: Literal[8, 32] = 32
+    # Knobs of spec §10, defaults matching libpymo / QNN docs.
+    round_mode: Literal["half_away", "half_even"] = "half_away"
+    min_range: float = Field(default=0.01, gt=0.0)
+    strict_symmetric: bool = False
+    unsigned_symmetric: bool = False
+    symmetric_scale_rule: Literal["libpymo", "v2_max_of_both"] = "libpymo"
+    fold_batchnorm: bool = True
+    # Calibration images per onnxruntime call; peak memory scales with this, not the dataset.
+    batch_size: int = Field(default=1, ge=1, le=64)
+
+
+class Gate(_Section):
+    cosine_min: float | None = Field(default=None, ge=-1.0, le=1.0)
+    sqnr_min_db: float | None = None
+
+
+class EvaluateParams(_Section):
+    sqnr_signal: Literal["golden", "inference"] = "golden"
+    default_gate: Gate = Gate(cosine_min=0.99)
+    gates: dict[SceneName, Gate] = Field(default_factory=dict)
+    # Fail the stage (exit 1) when a scene is under its gate; off: record the verdict only.
+    fail_on_gate: bool = False
+    worst_layers: int = Field(default=5, ge=1, le=100)
+    # Re-run with weights-only and activations-only quantization to attribute each layer's loss.
+    attribution: bool = True
+    detection_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
+
+
+class ReportParams(_Section):
+    title: str = "fieldcal quantization report"
+
+
+class Params(_Section):
+    paths: PathsParams = PathsParams()
+    model: ModelParams = ModelParams()
+    ingest: IngestParams = IngestParams()
+    curate: CurateParams = CurateParams()
+    tensors: TensorsParams = TensorsParams()
+    quantize: QuantizeParams = QuantizeParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    report: ReportParams = ReportParams()
+
+
+def _format_validation(err: ValidationError, source: Path) -> str:
+    lines = [f"{source}: {err.error_count()} invalid setting(s):"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {loc}: unknown key; check the spelling against README 'Params'")
+        else:
+            got = e.get("input")
+            got_s = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"  {loc}: {e['msg']}{got_s}")
+    return "\n".join(lines)
+
+
+def parse_params(data: object, source: Path = Path("params.yaml")) -> Params:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ParamsError(f"{source}: expected a mapping of sections at top level; got {data!r}")
+    try:
+        return Params.model_validate(data)
+    except ValidationError as err:
+        raise ParamsError(_format_validation(err, source)) from None
+
+
+def load_params(path: Path = Path("params.yaml")) -> Params:
+    """Read and validate params.yaml; every failure is a :class:`ParamsError` naming the key."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ParamsError(f"{path} not found; run from the project root or pass --params") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path} is not valid YAML: {err}") from None
+    return parse_params(data, path)

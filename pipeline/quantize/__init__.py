@@ -1,0 +1,1 @@
+"""Quantization: statistics observers, encoding math, encodings JSON, and simulation."""

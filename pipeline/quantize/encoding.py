@@ -1,0 +1,193 @@
+"""Encoding math: pure functions from observed statistics to QNN encodings, and fake quantization.
+
+Convention (QNN, spec §1), stated once here and used everywhere in fieldcal::
+
+    real = scale * (q + offset),   q in [0, 2^bw - 1],   offset <= 0 for ranges containing 0
+
+Quantize: clamp x in float to [enc_min, enc_max], t = x / scale - offset, round t (half away from
+zero like libpymo's C ``round``, or half to even as a knob). ONNX's ``zero_point`` is ``-offset``;
+the conversion lives in :func:`onnx_zero_point` and nowhere else.
+
+All encoding arithmetic runs in float64 on Python floats, as libpymo does on doubles.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+RoundMode = Literal["half_away", "half_even"]
+SymmetricRule = Literal["libpymo", "v2_max_of_both"]
+FLT_MAX = float(np.finfo(np.float32).max)
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """One quantization grid. ``offset`` follows QNN's sign (real = scale * (q + offset))."""
+
+    bitwidth: int
+    scale: float
+    offset: int
+    min: float
+    max: float
+    symmetric: bool
+
+    @property
+    def steps(self) -> int:
+        return (1 << self.bitwidth) - 1
+
+
+def round_half_away(v: float) -> float:
+    """C ``round``: halves go away from zero (libpymo, spec §1)."""
+    return math.copysign(math.floor(abs(v) + 0.5), v)
+
+
+def _guard_inf(v: float) -> float:
+    if v == math.inf:
+        return FLT_MAX
+    if v == -math.inf:
+        return -FLT_MAX
+    return v
+
+
+def _include_zero(mn: float, mx: float, min_range: float) -> tuple[float, float]:
+    """Spec §2.2 steps 1-3: range contains 0, has width >= min_range, and is finite."""
+    if math.isnan(mn) or math.isnan(mx):
+        raise ValueError(f"statistics contain NaN (min={mn}, max={mx})")
+    if mn > mx:
+        raise ValueError(f"min {mn} > max {mx}: no statistics were collected")
+    mn = _guard_inf(min(0.0, mn))
+    mx = _guard_inf(max(0.0, mx))
+    mx = max(mx, mn + min_range)
+    return mn, mx
+
+
+def tf_encoding(mn: float, mx: float, bitwidth: int = 8, min_range: float = 0.01) -> Encoding:
+    """Asymmetric min-max ("tf") encoding with zero nudging (spec §2.2, libpymo).
+
+    >>> e = tf_encoding(-1.8, 0.5)
+    >>> e.offset, round(e.scale, 10)
+    (-200, 0.0090196078)
+    """
+    steps = (1 << bitwidth) - 1
+    mn, mx = _include_zero(mn, mx, min_range)
+    scale = (mx - mn) / steps
+    if mn < 0.0 < mx:
+        z = min(max(round_half_away(-mn / scale), 0.0), float(steps))
+        offset = -int(z)
+        enc_min = scale * offset
+        enc_max = mx - mn + enc_min
+    else:
+        offset = int(round_half_away(mn / scale))
+        enc_min, enc_max = mn, mx
+    return Encoding(bitwidth, scale, offset, enc_min, enc_max, symmetric=False)
+
+
+def symmetric_encoding(
+    mn: float,
+    mx: float,
+    bitwidth: int = 8,
+    min_range: float = 0.01,
+    *,
+    strict: bool = False,
+    unsigned: bool = False,
+    rule: SymmetricRule = "libpymo",
+) -> Encoding:
+    """Symmetric encoding (spec §3.1): 8-bit grid -128..127 as q in 0..255 with offset -128.
+
+    ``strict`` uses -127..127; ``unsigned`` sends all-non-negative data to the asymmetric path
+    (offset 0, QAIRT ``unsignedsymmetric``); ``rule="v2_max_of_both"`` is aimet_torch v2's
+    ``scale = max(max/127, -min/128)`` (spec §3.3).
+    """
+    if unsigned and mn >= 0.0:
+        return tf_encoding(mn, mx, bitwidth, min_range)
+    steps = (1 << bitwidth) - 1
+    mn, mx = _include_zero(mn, mx, min_range)
+    n = steps - 1 if strict else steps
+    pos = n // 2
+    neg = (n + 1) // 2  # ceil(n / 2)
+    scale = max(abs(mn), abs(mx)) / pos if rule == "libpymo" else max(mx / pos, -mn / neg)
+    offset = -neg
+    return Encoding(bitwidth, scale, offset, scale * offset, scale * pos, symmetric=True)
+
+
+def from_min_max(
+    bitwidth: int, enc_min: float, enc_max: float, symmetric: bool, min_range: float = 0.01
+) -> Encoding:
+    """Recompute scale and offset from a stored (bitwidth, min, max, is_symmetric), as QNN does
+    with an overrides file (spec §7.3). An already nudged range reproduces itself."""
+    if symmetric:
+        # A symmetric range stores max = pos * scale; min = -(neg) * scale.
+        return symmetric_encoding(enc_min, enc_max, bitwidth, min_range)
+    return tf_encoding(enc_min, enc_max, bitwidth, min_range)
+
+
+def from_scale_offset(bitwidth: int, scale: float, offset: int, symmetric: bool) -> Encoding:
+    """Reconstruct min/max from scale and offset (AIMET 1.0.0 has no min/max; spec §7.3)."""
+    steps = (1 << bitwidth) - 1
+    enc_min = scale * offset
+    enc_max = scale * (steps // 2) if symmetric else scale * (offset + steps)
+    return Encoding(bitwidth, scale, offset, enc_min, enc_max, symmetric)
+
+
+def onnx_zero_point(enc: Encoding) -> int:
+    """ONNX QuantizeLinear zero point for uint storage: ``zero_point = -offset``."""
+    return -enc.offset
+
+
+def _round(t: NDArray[np.float64] | NDArray[np.float32], mode: RoundMode) -> NDArray[np.float64]:
+    if mode == "half_even":
+        return np.rint(t).astype(np.float64)
+    return (np.sign(t) * np.floor(np.abs(t) + 0.5)).astype(np.float64)
+
+
+def quantize(
+    x: NDArray[np.floating], enc: Encoding, mode: RoundMode = "half_away"
+) -> NDArray[np.int64]:
+    """q = round(clamp(x, min, max) / scale - offset), clipped to [0, 2^bw - 1]."""
+    xc = np.clip(np.asarray(x, np.float64), enc.min, enc.max)
+    q = _round(xc / enc.scale - enc.offset, mode)
+    return np.clip(q, 0, enc.steps).astype(np.int64)
+
+
+def dequantize(q: NDArray[np.integer], enc: Encoding) -> NDArray[np.float64]:
+    return enc.scale * (np.asarray(q, np.float64) + enc.offset)
+
+
+def fake_quant_per_channel(
+    w: NDArray[np.float32], encs: list[Encoding], axis: int, mode: RoundMode = "half_away"
+) -> NDArray[np.float32]:
+    """Quantize then dequantize ``w`` with one encoding per slice along ``axis``."""
+    out = np.empty_like(w, dtype=np.float32)
+    for c, enc in enumerate(encs):
+        sl = [slice(None)] * w.ndim
+        sl[axis] = slice(c, c + 1)
+        out[tuple(sl)] = dequantize(quantize(w[tuple(sl)], enc, mode), enc).astype(np.float32)
+    return out
+
+
+def int32_bias_encoding(scale_in: float, scale_w: float) -> Encoding:
+    """32-bit bias: scale = input scale x weight scale, zero point 0 (spec §6.2).
+
+    Signed int32 storage with zero point 0 is, in this module's unsigned convention, the
+    symmetric grid with offset -2^31 (as 8-bit symmetric is offset -128).
+    """
+    scale = scale_in * scale_w
+    if scale <= 0.0:
+        scale = sys.float_info.min
+    return Encoding(32, scale, -(2**31), -scale * 2**31, scale * (2**31 - 1), symmetric=True)
+
+
+def fake_quant_int32_bias(b: NDArray[np.float32], encs: list[Encoding]) -> NDArray[np.float32]:
+    """Round each bias to its int32 grid (round half away, saturating) and back."""
+    out = np.empty_like(b, dtype=np.float32)
+    for c, enc in enumerate(encs):
+        q = round_half_away(float(b[c]) / enc.scale)
+        q = min(max(q, -(2.0**31)), 2.0**31 - 1)
+        out[c] = np.float32(q * enc.scale)
+    return out

@@ -1,0 +1,217 @@
+"""A quantized model as an ONNX graph onnxruntime can run, in QNN's convention.
+
+Weights and biases are quantized and dequantized in numpy (exact rounding control); every kept
+activation tensor gets a fake-quant chain in the graph::
+
+    y = scale * (floor(clip(x, enc_min, enc_max) / scale + (0.5 - offset)) + offset)
+
+which is ``round half away from zero`` because the clipped ``x / scale - offset`` is >= 0
+(``round_mode="half_even"`` uses ONNX ``Round`` instead). No QuantizeLinear is used: its rounding
+is half-to-even and onnxruntime may fuse it into integer kernels (design notes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from numpy.typing import NDArray
+from onnx import helper, numpy_helper
+
+from pipeline.model import ModelView, WeightedOp
+from pipeline.quantize.encoding import (
+    Encoding,
+    RoundMode,
+    dequantize,
+    fake_quant_int32_bias,
+    fake_quant_per_channel,
+    int32_bias_encoding,
+    quantize,
+    tf_encoding,
+)
+
+
+@dataclass(frozen=True)
+class Encodings:
+    """All encodings of a model: activations by tensor name, params by initializer name."""
+
+    activations: dict[str, Encoding]
+    weights: dict[str, list[Encoding]]  # one entry per-tensor, or one per output channel
+    biases: dict[str, list[Encoding]]
+    weight_axis: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SimOptions:
+    quantize_weights: bool = True
+    quantize_activations: bool = True
+    round_mode: RoundMode = "half_away"
+    # Node ids or kept tensor names left in float (their weights and their output activation).
+    float_layers: frozenset[str] = frozenset()
+
+
+def bias_encodings(
+    op: WeightedOp, enc: Encodings, bias_bitwidth: int, min_range: float
+) -> list[Encoding]:
+    """Bias grid: int32 at input scale x weight scale (per channel like the weights), or tf."""
+    if bias_bitwidth == 8:
+        return [tf_encoding(float(op.bias.min()), float(op.bias.max()), 8, min_range)]
+    w_encs = enc.weights[op.weight_name]
+    in_enc = enc.activations.get(op.input)
+    scale_in = in_enc.scale if in_enc is not None else 1.0
+    n = op.bias.shape[0]
+    scales = [w.scale for w in w_encs] if len(w_encs) == n else [w_encs[0].scale] * n
+    return [int32_bias_encoding(scale_in, s) for s in scales]
+
+
+def _fake_quant_bias(b: NDArray[np.float32], encs: list[Encoding], mode: RoundMode) -> NDArray:
+    if encs and encs[0].bitwidth == 32:
+        return fake_quant_int32_bias(b, encs if len(encs) == b.shape[0] else encs * b.shape[0])
+    return dequantize(quantize(b, encs[0], mode), encs[0]).astype(np.float32)
+
+
+def _fq_nodes(
+    src: str, dst: str, enc: Encoding, mode: RoundMode, inits: list[onnx.TensorProto]
+) -> list[onnx.NodeProto]:
+    p = f"{dst}__fq"
+
+    def const(name: str, value: float) -> str:
+        inits.append(numpy_helper.from_array(np.array(value, np.float32), f"{p}_{name}"))
+        return f"{p}_{name}"
+
+    lo, hi = const("min", enc.min), const("max", enc.max)
+    scale = const("scale", enc.scale)
+    off = const("offset", float(enc.offset))
+    nodes = [
+        helper.make_node("Clip", [src, lo, hi], [f"{p}_clip"], name=f"{p}_clip"),
+        helper.make_node("Div", [f"{p}_clip", scale], [f"{p}_t"], name=f"{p}_div"),
+    ]
+    if mode == "half_away":
+        half = const("half_minus_offset", 0.5 - enc.offset)
+        nodes += [
+            helper.make_node("Add", [f"{p}_t", half], [f"{p}_th"], name=f"{p}_add"),
+            helper.make_node("Floor", [f"{p}_th"], [f"{p}_q"], name=f"{p}_floor"),
+        ]
+    else:
+        neg = const("neg_offset", -float(enc.offset))
+        nodes += [
+            helper.make_node("Add", [f"{p}_t", neg], [f"{p}_tq"], name=f"{p}_sub"),
+            helper.make_node("Round", [f"{p}_tq"], [f"{p}_q"], name=f"{p}_round"),
+        ]
+    nodes += [
+        helper.make_node("Add", [f"{p}_q", off], [f"{p}_qo"], name=f"{p}_addoff"),
+        helper.make_node("Mul", [f"{p}_qo", scale], [dst], name=f"{p}_mul"),
+    ]
+    return nodes
+
+
+def build_quantized_model(
+    view: ModelView,
+    enc: Encodings,
+    options: SimOptions = SimOptions(),
+    biases: Mapping[str, list[Encoding]] | None = None,
+) -> onnx.ModelProto:
+    """The view's model with BN folded and weights, biases and activations fake-quantized.
+
+    Tensor names of the kept tensors are unchanged, so outputs can be compared by name with the
+    float model.
+    """
+    biases = enc.biases if biases is None else biases
+    model = onnx.ModelProto()
+    model.CopyFrom(view.model)
+    graph = model.graph
+    float_layers: Collection[str] = options.float_layers
+    ops = {op.node: op for op in view.weighted}
+    removed_bn = {op.folded_bn for op in view.weighted if op.folded_bn}
+    new_inits: list[onnx.TensorProto] = []
+
+    new_nodes: list[onnx.NodeProto] = []
+    for node in graph.node:
+        node_id = node.name or node.output[0]
+        if node_id in removed_bn:
+            continue
+        op = ops.get(node_id)
+        if op is not None:
+            keep_float = not options.quantize_weights or node_id in float_layers
+            keep_float = keep_float or op.output in float_layers
+            w = op.weight
+            b = op.bias
+            if not keep_float:
+                w = fake_quant_per_channel(
+                    w,
+                    _expand(enc.weights[op.weight_name], w.shape[op.axis]),
+                    op.axis,
+                    options.round_mode,
+                )
+                b = _fake_quant_bias(b, biases[op.bias_name], options.round_mode)
+            w_name, b_name = f"{op.weight_name}__sim", f"{op.bias_name}__sim"
+            new_inits += [numpy_helper.from_array(w, w_name), numpy_helper.from_array(b, b_name)]
+            n = onnx.NodeProto()
+            n.CopyFrom(node)
+            del n.input[:]
+            n.input.extend([node.input[0], w_name, b_name])
+            n.output[0] = op.conv_output  # the BN's output when BN was folded in
+            new_nodes.append(n)
+        else:
+            new_nodes.append(node)
+
+    # Activation fake-quant chains at every kept tensor.
+    fq_nodes: list[onnx.NodeProto] = []
+    rename: dict[str, str] = {}
+    if options.quantize_activations:
+        for t in view.kept_tensors:
+            e = enc.activations.get(t)
+            if e is None or t in float_layers:
+                continue
+            if t == view.input_name:
+                rename[t] = f"{t}__q"
+                fq_nodes += _fq_nodes(t, f"{t}__q", e, options.round_mode, new_inits)
+            else:
+                rename[t] = f"{t}__f"
+                fq_nodes += _fq_nodes(f"{t}__f", t, e, options.round_mode, new_inits)
+    for n in new_nodes:
+        for i, o in enumerate(n.output):
+            if o in rename and o != view.input_name:
+                n.output[i] = rename[o]
+        if view.input_name in rename:
+            for i, x in enumerate(n.input):
+                if x == view.input_name:
+                    n.input[i] = rename[x]
+
+    used = {x for n in new_nodes for x in n.input}
+    kept_inits = [i for i in graph.initializer if i.name in used]
+    del graph.node[:]
+    graph.node.extend(_toposort(fq_nodes + new_nodes, view.input_name, new_inits + kept_inits))
+    del graph.initializer[:]
+    graph.initializer.extend(kept_inits + new_inits)
+    return model
+
+
+def _expand(encs: list[Encoding], channels: int) -> list[Encoding]:
+    return encs if len(encs) == channels else encs * channels
+
+
+def _toposort(
+    nodes: list[onnx.NodeProto], graph_input: str, inits: list[onnx.TensorProto]
+) -> list[onnx.NodeProto]:
+    """Kahn's algorithm; ties keep the given order, so the result is deterministic."""
+    available = {graph_input, ""} | {i.name for i in inits}
+    pending = list(nodes)
+    ordered: list[onnx.NodeProto] = []
+    while pending:
+        progress = False
+        rest = []
+        for n in pending:
+            if all(x in available for x in n.input):
+                ordered.append(n)
+                available.update(n.output)
+                progress = True
+            else:
+                rest.append(n)
+        if not progress:
+            missing = sorted({x for n in rest for x in n.input if x not in available})
+            raise AssertionError(f"graph has unresolved inputs {missing[:5]}")
+        pending = rest
+    return ordered

@@ -1,0 +1,196 @@
+"""Report: one self-contained HTML file (inline SVG, no network) and a short Markdown summary."""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    if isinstance(v, float):
+        if math.isinf(v) or math.isnan(v):
+            return str(v)
+        return f"{v:.{digits}f}" if abs(v) < 1e5 else f"{v:.3e}"
+    return html.escape(str(v))
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def sqnr_chart(
+    layer_rows: Mapping[str, Sequence[Mapping[str, Any]]], width: int = 900, height: int = 300
+) -> str:
+    """Per-layer SQNR, one polyline per scene, as inline SVG."""
+    pad_l, pad_b, pad_t = 48, 28, 12
+    series = {
+        s: [
+            (int(r["layer_index"]), float(r["sqnr_db"]))
+            for r in rows
+            if r["op_type"] != "Input" and math.isfinite(float(r["sqnr_db"]))
+        ]
+        for s, rows in layer_rows.items()
+    }
+    pts = [p for s in series.values() for p in s]
+    if not pts:
+        return "<p>No layers to chart.</p>"
+    x_max = max(p[0] for p in pts) or 1
+    y_lo = math.floor(min(p[1] for p in pts) / 5) * 5
+    y_hi = math.ceil(max(p[1] for p in pts) / 5) * 5 or 5
+    y_hi = y_hi if y_hi > y_lo else y_lo + 5
+
+    def sx(x: float) -> float:
+        return pad_l + (width - pad_l - 10) * x / x_max
+
+    def sy(y: float) -> float:
+        return pad_t + (height - pad_t - pad_b) * (1 - (y - y_lo) / (y_hi - y_lo))
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'role="img" aria-label="per-layer SQNR">'
+    ]
+    for y in range(int(y_lo), int(y_hi) + 1, 5):
+        parts.append(
+            f'<line x1="{pad_l}" x2="{width - 10}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" '
+            'stroke="#ddd"/>'
+        )
+        parts.append(
+            f'<text x="{pad_l - 6}" y="{sy(y) + 4:.1f}" font-size="11" text-anchor="end">{y}</text>'
+        )
+    parts.append(
+        f'<text x="{width / 2}" y="{height - 4}" font-size="11" text-anchor="middle">'
+        "layer index (kept tensors, topological order)</text>"
+    )
+    for i, (scene, s) in enumerate(sorted(series.items())):
+        color = _COLORS[i % len(_COLORS)]
+        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in s)
+        parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{path}"/>')
+        parts.append(
+            f'<text x="{pad_l + 8 + 110 * i}" y="{pad_t + 12}" font-size="12" '
+            f'fill="{color}">{html.escape(scene)}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render_html(
+    title: str,
+    metrics: Mapping[str, Any],
+    layer_rows: Mapping[str, Sequence[Mapping[str, Any]]],
+    calibration: Mapping[str, int],
+    worst_n: int,
+) -> str:
+    scenes = metrics["scenes"]
+    summary_rows = [
+        [
+            s,
+            m["images"],
+            m["output_sqnr_db"],
+            m["output_cosine"],
+            m["worst_layer"],
+            m["worst_layer_sqnr_db"],
+            m["worst_layer_clip_rate"],
+            m["worst_layer_dominant"],
+            "pass" if m["gate"]["passed"] else "FAIL",
+        ]
+        for s, m in sorted(scenes.items())
+    ]
+    worst_sections = []
+    for scene, rows in sorted(layer_rows.items()):
+        inner = [r for r in rows if r["op_type"] != "Input"]
+        worst = sorted(inner, key=lambda r: (r["sqnr_db"], r["layer"]))[:worst_n]
+        worst_sections.append(
+            f"<h3>{html.escape(scene)}</h3>"
+            + _table(
+                [
+                    "layer",
+                    "op",
+                    "SQNR dB",
+                    "cosine",
+                    "clip rate",
+                    "W-only dB",
+                    "A-only dB",
+                    "dominant",
+                    "worst image",
+                ],
+                [
+                    [
+                        r["layer"],
+                        r["op_type"],
+                        r["sqnr_db"],
+                        r["cosine"],
+                        r["clip_rate"],
+                        r.get("sqnr_weights_only_db", "n/a"),
+                        r.get("sqnr_activations_only_db", "n/a"),
+                        r.get("dominant", "n/a"),
+                        r["worst_image"],
+                    ]
+                    for r in worst
+                ],
+            )
+        )
+    info = metrics["run"]
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 13px; }}
+th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
+th {{ background: #f3f3f3; }} td:first-child {{ text-align: left; }}
+code {{ background: #f6f6f6; padding: 1px 4px; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>Model <code>{html.escape(info["model"])}</code> sha256 <code>{info["model_sha256"]}</code>;
+backend <b>{html.escape(info["backend"])}</b> (numbers are from this backend's simulation, not
+from a device); activations {html.escape(info["activations"])}, weights
+{html.escape(info["weights"])}, bias {info["bias_bitwidth"]}-bit; SQNR signal
+{html.escape(info["sqnr_signal"])}.</p>
+<h2>Per scene</h2>
+{
+        _table(
+            [
+                "scene",
+                "images",
+                "output SQNR dB",
+                "output cosine",
+                "worst layer",
+                "its SQNR dB",
+                "its clip rate",
+                "dominant",
+                "gate",
+            ],
+            summary_rows,
+        )
+    }
+<h2>Calibration set</h2>
+{_table(["scene", "images"], sorted(calibration.items()))}
+<h2>Per-layer SQNR</h2>
+{sqnr_chart(layer_rows)}
+<h2>Worst layers</h2>
+{"".join(worst_sections)}
+</body></html>
+"""
+
+
+def render_markdown(title: str, metrics: Mapping[str, Any]) -> str:
+    lines = [
+        f"# {title}",
+        "",
+        "| scene | images | output SQNR dB | output cosine | worst layer | its SQNR dB | gate |",
+        "|---|---:|---:|---:|---|---:|---|",
+    ]
+    for s, m in sorted(metrics["scenes"].items()):
+        lines.append(
+            f"| {s} | {m['images']} | {m['output_sqnr_db']:.2f} | {m['output_cosine']:.6f} | "
+            f"{m['worst_layer']} | {m['worst_layer_sqnr_db']:.2f} | "
+            f"{'pass' if m['gate']['passed'] else 'FAIL'} |"
+        )
+    info = metrics["run"]
+    lines += ["", f"Model sha256 `{info['model_sha256']}`, backend `{info['backend']}`."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,45 @@
+"""onnxruntime, and only here: sessions on the CPU provider with explicit threading."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from numpy.typing import NDArray
+
+_OPT_LEVELS = {
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+}
+
+
+class Runner:
+    """A CPU inference session over an in-memory model.
+
+    ``optimization="basic"`` keeps fake-quant arithmetic explicit (no QDQ fusion into integer
+    kernels, design notes); the float reference may use ``"all"``.
+    """
+
+    def __init__(self, model: onnx.ModelProto, optimization: str = "all") -> None:
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = _OPT_LEVELS[optimization]
+        opts.intra_op_num_threads = int(os.environ.get("FIELDCAL_THREADS", "0") or 0)
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        opts.enable_mem_pattern = False  # dynamic H/W: memory patterns only waste time
+        self.session = ort.InferenceSession(
+            model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(
+        self, x_nchw: NDArray[np.float32], names: Sequence[str] | None = None
+    ) -> dict[str, NDArray[np.float32]]:
+        wanted = list(names) if names is not None else self.output_names
+        values = self.session.run(wanted, {self.input_name: x_nchw})
+        return dict(zip(wanted, values, strict=True))

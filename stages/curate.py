@@ -1,0 +1,24 @@
+"""DVC stage `curate`: manifest -> out/curate/curated.parquet (each pick and its reason)."""
+
+import pyarrow.parquet as pq
+
+from pipeline import curate
+from pipeline.atomic import write_parquet
+from pipeline.params import Params
+from pipeline.stage import run
+
+
+def main(params: Params) -> None:
+    out = params.paths.out
+    manifest = pq.read_table(out / "ingest" / "manifest.parquet")
+    table = curate.curate(manifest, params.curate)
+    write_parquet(out / "curate" / "curated.parquet", table)
+    roles = table.column("role").to_pylist()
+    print(
+        f"curate: {roles.count('calibration')} calibration, "
+        f"{roles.count('evaluation')} evaluation, {roles.count('unused')} unused"
+    )
+
+
+if __name__ == "__main__":
+    run(main)

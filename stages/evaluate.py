@@ -1,0 +1,42 @@
+"""DVC stage `evaluate`: float vs simulated quantized per layer and scene -> metrics, plots."""
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from pipeline import evaluate, model
+from pipeline.atomic import write_json
+from pipeline.errors import GateError
+from pipeline.params import Params
+from pipeline.progress import progress
+from pipeline.quantize import encodings_json
+from pipeline.stage import run
+
+
+def main(params: Params) -> None:
+    paths, qp, ep, tp = params.paths, params.quantize, params.evaluate, params.tensors
+    view = model.analyze(model.load(params.model.path), qp.fold_batchnorm)
+    enc_path = paths.out / "quantize" / "encodings.json"
+    enc = encodings_json.for_model(encodings_json.read(enc_path), view, enc_path)
+    index = pq.read_table(paths.out / "tensors" / "evaluation" / "index.parquet").to_pylist()
+    images = [evaluate.EvalImage(Path(r["raw"]), r["path"], r["scene"]) for r in index]
+    with progress("evaluating", len(images)) as advance:
+        results = evaluate.run_evaluation(
+            view, enc, images, tp, ep.attribution, qp.round_mode, advance
+        )
+    scenes, layer_rows, failures = evaluate.summarize(view, results, ep)
+    out = paths.out / "evaluate"
+    doc = evaluate.metrics_document(
+        scenes, qp, ep, params.model.path, model.sha256_file(params.model.path)
+    )
+    write_json(out / "metrics.json", doc)
+    write_json(out / "layers.json", layer_rows)
+    evaluate.write_layer_csvs(out / "layers", layer_rows)
+    for f in failures:
+        print(f"gate: {f.line()}")
+    if failures and ep.fail_on_gate:
+        raise GateError(f"{len(failures)} scene gate(s) failed (evaluate.fail_on_gate is on)")
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,32 @@
+"""DVC stage `ingest`: datasets/ -> out/ingest/manifest.parquet (+ summary.json)."""
+
+from collections import Counter
+
+from pipeline import ingest
+from pipeline.atomic import write_json, write_parquet
+from pipeline.params import Params
+from pipeline.stage import run
+
+
+def main(params: Params) -> None:
+    paths = params.paths
+    result = ingest.ingest(paths.datasets, params.ingest, paths.cache / "ingest")
+    out = paths.out / "ingest"
+    write_parquet(out / "manifest.parquet", result.table)
+    rows = result.table.select(["status", "reason", "scene"]).to_pylist()
+    write_json(
+        out / "summary.json",
+        {
+            "files": len(rows),
+            "status": dict(sorted(Counter(r["status"] for r in rows).items())),
+            "scenes": dict(
+                sorted(Counter(r["scene"] for r in rows if r["status"] == "ok").items())
+            ),
+            "quarantined": sorted({r["reason"] for r in rows if r["status"] == "quarantined"}),
+        },
+    )
+    print(f"ingest: {len(rows)} files, {result.decoded} decoded, {result.cached} from cache")
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,40 @@
+"""DVC stage `quantize`: float model + calibration tensors -> QNN encodings (AIMET JSON)."""
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from pipeline import model
+from pipeline.atomic import write_json
+from pipeline.params import Params
+from pipeline.progress import progress
+from pipeline.quantize import calibrate, encodings_json
+from pipeline.stage import run
+
+
+def main(params: Params) -> None:
+    paths, qp, tp = params.paths, params.quantize, params.tensors
+    view = model.analyze(model.load(params.model.path), qp.fold_batchnorm)
+    model.check_input_spec(view, tp.height, tp.width)
+    model_sha = model.sha256_file(params.model.path)
+    index = pq.read_table(paths.out / "tensors" / "calibration" / "index.parquet")
+    raws = [Path(r) for r in index.column("raw").to_pylist()]
+    with progress("calibrating", len(raws)) as advance:
+        stats = calibrate.collect_minmax(
+            view, raws, tp, model_sha, paths.cache, qp.batch_size, advance
+        )
+    enc = calibrate.compute_encodings(view, stats.stats, qp)
+    args = calibrate.quantizer_args(qp, model_sha, stats.stats.count)
+    out = paths.out / "quantize"
+    write_json(out / "encodings.json", encodings_json.to_1_0_0(enc, args))
+    write_json(out / "encodings_0.6.1.json", encodings_json.to_0_6_1(enc, args))
+    write_json(out / "calibration.json", calibrate.calibration_record(view, stats.stats, model_sha))
+    print(
+        f"quantize: {len(enc.activations)} activation and "
+        f"{len(enc.weights) + len(enc.biases)} param encodings from {stats.stats.count} images "
+        f"({stats.images_run} run, {stats.images_cached} cached)"
+    )
+
+
+if __name__ == "__main__":
+    run(main)
