@@ -77,8 +77,8 @@ class CurateParams(_Section):
 class TensorsParams(_Section):
     """How an image becomes the model's input tensor (the QNN .raw file)."""
 
-    height: int = Field(default=256, ge=8)
-    width: int = Field(default=320, ge=8)
+    height: int = Field(default=256, ge=1)
+    width: int = Field(default=320, ge=1)
     resize: Literal["letterbox", "stretch"] = "letterbox"
     color: Literal["RGB", "BGR"] = "RGB"
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)

@@ -122,8 +122,12 @@ def from_min_max(
     """Recompute scale and offset from a stored (bitwidth, min, max, is_symmetric), as QNN does
     with an overrides file (spec §7.3). An already nudged range reproduces itself."""
     if symmetric:
-        # A symmetric range stores max = pos * scale; min = -(neg) * scale.
-        return symmetric_encoding(enc_min, enc_max, bitwidth, min_range)
+        # A stored symmetric range is [-ceil(N/2) * scale, floor(N/2) * scale]: its width is
+        # N * scale. Re-deriving from max(|min|, |max|) would inflate the scale by 128/127.
+        steps = (1 << bitwidth) - 1
+        scale = max(enc_max - enc_min, min_range) / steps
+        neg = (steps + 1) // 2
+        return Encoding(bitwidth, scale, -neg, -neg * scale, (steps // 2) * scale, True)
     return tf_encoding(enc_min, enc_max, bitwidth, min_range)
 
 

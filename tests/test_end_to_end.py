@@ -1,0 +1,135 @@
+"""Real `dvc repro` of the whole pipeline in a temporary git repository, on the demo."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from PIL import Image
+
+from pipeline.ingest import MANIFEST_SCHEMA
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+STAGES = ["ingest", "curate", "tensors", "quantize", "evaluate", "report"]
+
+pytestmark = pytest.mark.slow
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
+def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def _repro(cwd: Path) -> tuple[list[str], str]:
+    out = _run([str(BIN / "dvc"), "repro"], cwd).stdout
+    return re.findall(r"Running stage '(\w+)'", out), out
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of this project, reduced demo params, demo data laid down, git initialised."""
+    dst = tmp_path_factory.mktemp("project")
+    for name in ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"):
+        shutil.copy2(ROOT / name, dst / name)
+    for name in ("pipeline", "stages"):
+        shutil.copytree(ROOT / name, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
+    (dst / ".dvc").mkdir()
+    for name in ("config", ".gitignore"):
+        shutil.copy2(ROOT / ".dvc" / name, dst / ".dvc" / name)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["curate"]["calibration"] = {"day": 4, "night": 3, "backlight": 2}
+    params["curate"]["evaluation"] = {"day": 2, "night": 1, "backlight": 1}
+    params["tensors"]["height"], params["tensors"]["width"] = 128, 160
+    (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _run(["git", "init", "-q"], dst)
+    _run([str(BIN / "fieldcal"), "demo", "init", "--root", str(dst)], dst)
+    return dst
+
+
+def test_first_repro_runs_every_stage_and_outputs_validate(project):
+    ran, _ = _repro(project)
+    assert ran == STAGES
+    p = yaml.safe_load((project / "params.yaml").read_text())
+
+    manifest = pq.read_table(project / "out/ingest/manifest.parquet")
+    assert manifest.schema.equals(MANIFEST_SCHEMA)
+    assert set(manifest.column("status").to_pylist()) == {"ok"}
+
+    raw_bytes = p["tensors"]["height"] * p["tensors"]["width"] * 3 * 4
+    for role in ("calibration", "evaluation"):
+        lines = (project / f"out/tensors/{role}/input_list.txt").read_text().splitlines()
+        assert lines
+        for line in lines:
+            assert (project / line).stat().st_size == raw_bytes
+
+    enc = json.loads((project / "out/quantize/encodings.json").read_text())
+    assert enc["version"] == "1.0.0"
+    acts = {e["name"] for e in enc["activation_encodings"]}
+    params_ = {e["name"] for e in enc["param_encodings"]}
+    model = onnx.load(str(project / "models/centerface.onnx"))
+    for node in model.graph.node:
+        if node.op_type in ("Conv", "ConvTranspose"):
+            assert node.output[0] in acts
+            assert node.input[1] in params_
+    assert all(
+        all(math.isfinite(s) and s > 0 for s in e["scale"]) for e in enc["activation_encodings"]
+    )
+
+    metrics = json.loads((project / "out/evaluate/metrics.json").read_text())
+    assert set(metrics["scenes"]) == {"day", "night", "backlight"}
+    for m in metrics["scenes"].values():
+        assert math.isfinite(m["output_sqnr_db"]) and -1 <= m["output_cosine"] <= 1
+        assert m["worst_layer"]
+    html = (project / "out/report/report.html").read_text()
+    assert "<svg" in html and "http://" not in html.replace(
+        'xmlns="http://www.w3.org/2000/svg"', ""
+    )
+
+    shown = _run([str(BIN / "dvc"), "metrics", "show"], project).stdout
+    assert "scenes.night.output_sqnr_db" in shown and "scenes.day.output_cosine" in shown
+
+
+def test_second_repro_does_nothing(project):
+    ran, out = _repro(project)
+    assert ran == [], out
+
+
+def test_new_capture_and_corrupt_file(project):
+    session = next((project / "datasets/vehicle").iterdir())
+    rows_before = pq.read_table(project / "out/ingest/manifest.parquet").num_rows
+    with Image.open(project / "datasets/generic/astronaut.png") as im:
+        buf = io.BytesIO()
+        im.convert("RGB").resize((320, 320)).save(buf, "JPEG", quality=85)
+    (session / "new_0001.jpg").write_bytes(buf.getvalue())
+    (session / "broken_0002.jpg").write_bytes(buf.getvalue()[:1500])
+    ran, out = _repro(project)
+    assert ran[0] == "ingest"
+    manifest = {
+        r["path"]: r for r in pq.read_table(project / "out/ingest/manifest.parquet").to_pylist()
+    }
+    assert len(manifest) == rows_before + 2
+    broken = manifest[f"vehicle/{session.name}/broken_0002.jpg"]
+    assert broken["status"] == "quarantined" and "cannot decode" in broken["reason"]
+    assert manifest[f"vehicle/{session.name}/new_0001.jpg"]["status"] == "ok"
+    # only the two new files were decoded; the rest came from the content-addressed cache
+    assert f"ingest: {rows_before + 2} files, 2 decoded, {rows_before} from cache" in out
+    if "quantize" in ran:  # statistics of unchanged calibration images come from the cache
+        m = re.search(r"\((\d+) run, (\d+) cached\)", out)
+        assert m is not None and int(m.group(1)) <= 1

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from pipeline.evaluate import LayerAcc, cosine, sqnr_db
+
+
+def test_sqnr_reference_definition():
+    x = np.array([3.0, 4.0], np.float32)  # ||x||^2 = 25
+    y = np.array([3.0, 3.0], np.float32)  # ||x-y||^2 = 1
+    acc = LayerAcc()
+    acc.add(x, y, -10, 10, "img")
+    assert acc.sqnr("golden") == pytest.approx(10 * math.log10(25))
+    assert acc.sqnr("inference") == pytest.approx(10 * math.log10(18))
+    assert acc.summary("golden")["cosine"] == pytest.approx(21 / (5 * math.sqrt(18)))
+
+
+def test_identical_tensors_give_a_large_finite_sqnr():
+    assert math.isfinite(sqnr_db(1.0, 0.0)) and sqnr_db(1.0, 0.0) > 300
+
+
+def test_cosine_of_zero_tensors():
+    assert cosine(0.0, 0.0, 0.0) == 1.0
+    assert cosine(0.0, 1.0, 0.0) == 0.0
+
+
+def test_pooled_sqnr_equals_concatenation_and_tracks_worst_image():
+    rng = np.random.default_rng(0)
+    xs = [rng.normal(size=100).astype(np.float32) for _ in range(3)]
+    ys = [
+        x + rng.normal(scale=s, size=100).astype(np.float32) for x, s in zip(xs, (0.01, 0.3, 0.05))
+    ]
+    acc = LayerAcc()
+    for i, (x, y) in enumerate(zip(xs, ys)):
+        acc.add(x, y, -1.0, 1.0, f"img{i}")
+    X, Y = np.concatenate(xs).astype(np.float64), np.concatenate(ys).astype(np.float64)
+    assert acc.sqnr() == pytest.approx(10 * math.log10((X @ X) / ((X - Y) @ (X - Y))))
+    assert acc.worst_image == "img1"
+    assert acc.summary("golden")["clip_rate"] == pytest.approx(np.mean(np.abs(X) > 1.0))

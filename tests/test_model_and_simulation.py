@@ -1,0 +1,147 @@
+"""The demo model as QNN sees it, and the simulation running on real onnxruntime."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+from PIL import Image
+
+from pipeline import model
+from pipeline.errors import ModelError
+from pipeline.params import QuantizeParams, TensorsParams
+from pipeline.quantize import calibrate
+from pipeline.quantize.encoding import dequantize, quantize, tf_encoding
+from pipeline.quantize.simulate import Encodings, SimOptions, build_quantized_model
+from pipeline.runtime import Runner
+from pipeline.tensors import preprocess, write_raw
+
+
+def test_prepare_keeps_outputs_identical(centerface_original, centerface):
+    x = np.random.default_rng(0).uniform(0, 255, (10, 3, 32, 32)).astype(np.float32)
+    orig = Runner(onnx.load(str(centerface_original))).run(x)
+    prep = Runner(onnx.load(str(centerface))).run(x)
+    for name in orig:  # same math; kernels for dynamic shapes may differ in the last ulp
+        np.testing.assert_allclose(orig[name], prep[name], rtol=1e-4, atol=1e-6)
+
+
+def test_prepared_model_is_dynamic_and_opset_13(centerface):
+    m = onnx.load(str(centerface))
+    assert max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) >= 13
+    assert len(m.graph.input) == 1
+    out = Runner(m).run(np.zeros((2, 3, 64, 96), np.float32))
+    assert out["537"].shape == (2, 1, 16, 24)
+
+
+def test_view_of_centerface(centerface_view):
+    v = centerface_view
+    assert v.input_name == "input.1"
+    assert len(v.all_tensors) == 123  # input + 122 node outputs
+    assert len(v.kept_tensors) == 78  # input + the 77 tensors QNN keeps after fusion
+    assert sum(op.folded_bn is not None for op in v.weighted) == 3
+    assert {op.op_type for op in v.weighted} == {"Conv", "ConvTranspose"}
+    # a Conv followed only by a ReLU is fused: its output is not kept
+    assert "363" not in v.kept_tensors and "365" in v.kept_tensors
+    assert v.fused_into["363"] == "365"
+
+
+def test_input_spec_mismatch_fails_with_both_shapes(centerface_original):
+    view = model.analyze(model.load(centerface_original))  # fixed [10, 3, 32, 32]
+    with pytest.raises(ModelError, match=r"\[10, 3, 32, 32\].*\['?10'?, 3, 256, 320\]"):
+        model.check_input_spec(view, 256, 320)
+
+
+def test_missing_model_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelError, match="not found"):
+        model.load(tmp_path / "none.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="not a readable ONNX model"):
+        model.load(tmp_path / "junk.onnx")
+
+
+def test_external_data_outside_model_folder_is_refused(tmp_path):
+    w = helper.make_tensor("w", TensorProto.FLOAT, [1], [1.0])
+    w.data_location = TensorProto.EXTERNAL
+    del w.float_data[:]
+    entry = w.external_data.add()
+    entry.key, entry.value = "location", "../../etc/passwd"
+    g = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+        [w],
+    )
+    path = tmp_path / "m.onnx"
+    path.write_bytes(helper.make_model(g).SerializeToString())
+    with pytest.raises(ModelError, match="outside the model's folder"):
+        model.load(path)
+
+
+def _image_input(photos, tp: TensorsParams, i: int = 0) -> np.ndarray:
+    x = preprocess(Image.open(photos[i]), tp)
+    return x.transpose(0, 3, 1, 2) if tp.layout == "NHWC" else x  # (1,H,W,C) -> (1,C,H,W)
+
+
+def test_bn_folding_without_quantization_is_the_float_model(centerface_view, photos):
+    tp = TensorsParams(height=128, width=160)
+    x = _image_input(photos, tp)
+    enc = Encodings({}, {}, {})
+    folded = build_quantized_model(
+        centerface_view, enc, SimOptions(quantize_weights=False, quantize_activations=False)
+    )
+    ref = Runner(centerface_view.model).run(x)
+    got = Runner(folded).run(x)
+    for name in centerface_view.outputs:
+        np.testing.assert_allclose(got[name], ref[name], rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["half_away", "half_even"])
+def test_activation_fake_quant_matches_numpy(mode):
+    g = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    view = model.analyze(m)
+    e = tf_encoding(-1.0, 3.0)
+    enc = Encodings({"x": e, "y": tf_encoding(0.0, 2.0)}, {}, {})
+    x = np.random.default_rng(1).uniform(-2, 4, (1, 3, 8, 8)).astype(np.float32)
+    got = Runner(build_quantized_model(view, enc, SimOptions(round_mode=mode)), "basic").run(x)
+    xq = dequantize(quantize(x, e, mode), e)
+    want = dequantize(quantize(np.maximum(xq, 0), enc.activations["y"], mode), enc.activations["y"])
+    np.testing.assert_allclose(got["y"], want, atol=1e-6)
+
+
+def test_calibration_cache_reruns_only_new_images(centerface_view, photos, tmp_path):
+    tp = TensorsParams(height=64, width=96)
+    raws = []
+    for i in range(3):
+        raws.append(tmp_path / f"{i}.raw")
+        write_raw(raws[-1], preprocess(Image.open(photos[i]), tp))
+    cache = tmp_path / "cache"
+    first = calibrate.collect_minmax(centerface_view, raws[:2], tp, "m" * 64, cache)
+    assert (first.images_run, first.images_cached) == (2, 0)
+    second = calibrate.collect_minmax(centerface_view, raws, tp, "m" * 64, cache)
+    assert (second.images_run, second.images_cached) == (1, 2)
+    fresh = calibrate.collect_minmax(centerface_view, raws, tp, "m" * 64, None)
+    np.testing.assert_array_equal(second.stats.mins, fresh.stats.mins)
+    np.testing.assert_array_equal(second.stats.maxs, fresh.stats.maxs)
+    enc = calibrate.compute_encodings(centerface_view, fresh.stats, QuantizeParams())
+    assert set(enc.activations) == set(centerface_view.all_tensors)
+    conv_weights = {op.weight_name for op in centerface_view.weighted}
+    assert set(enc.weights) == conv_weights
+    # per-channel symmetric weights: one encoding per output channel, offset -128
+    op = centerface_view.weighted[0]
+    assert len(enc.weights[op.weight_name]) == op.weight.shape[op.axis]
+    assert {e.offset for e in enc.weights[op.weight_name]} == {-128}
+
+
+def test_empty_calibration_set_is_a_clear_error(centerface_view):
+    with pytest.raises(calibrate.NoStatisticsError, match="calibration set is empty"):
+        calibrate.compute_encodings(
+            centerface_view, calibrate.MinMax.empty(centerface_view.all_tensors), QuantizeParams()
+        )
