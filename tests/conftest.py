@@ -1,14 +1,21 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import onnx
 import pytest
+from hypothesis import settings
 
 from pipeline import model
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# CI explores the same examples every run (a failure there is reproducible); local runs explore.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 @pytest.fixture(scope="session")

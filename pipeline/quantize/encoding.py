@@ -82,6 +82,8 @@ def tf_encoding(mn: float, mx: float, bitwidth: int = 8, min_range: float = 0.01
         offset = -int(z)
         enc_min = scale * offset
         enc_max = mx - mn + enc_min
+        if z == steps:  # zero is the top of the grid; keep float noise from pushing max below it
+            enc_max = max(enc_max, 0.0)
     else:
         offset = int(round_half_away(mn / scale))
         enc_min, enc_max = mn, mx
