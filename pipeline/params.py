@@ -133,13 +133,22 @@ class QuantizeParams(_Section):
     bias_bitwidth: Literal[8, 32] = 32
     # Knobs of spec §10, defaults matching libpymo / QNN docs.
     round_mode: Literal["half_away", "half_even"] = "half_away"
-    min_range: float = Field(default=0.01, gt=0.0)
+    # Minimum range of an encoding: 0.01 (QNN docs, libpymo source), 1e-4 (newer SNPE text) or
+    # "eps_scale" (AIMET: the step is at least FLT_EPS; libpymo in aimet-onnx 2.42).
+    min_range: Annotated[float, Field(gt=0.0)] | Literal["eps_scale"] = 0.01
     strict_symmetric: bool = False
     unsigned_symmetric: bool = False
-    symmetric_scale_rule: Literal["libpymo", "v2_max_of_both"] = "libpymo"
+    # absmax: scale = max(|min|, |max|) / 127 (spec §3.1); max_of_both: max(max/127, -min/128)
+    # (aimet_torch v2, and libpymo as shipped in aimet-onnx 2.42, measured: parity/README.md)
+    symmetric_scale_rule: Literal["absmax", "max_of_both"] = "absmax"
     fold_batchnorm: bool = True
     # Calibration images per onnxruntime call; peak memory scales with this, not the dataset.
     batch_size: int = Field(default=1, ge=1, le=64)
+
+    @property
+    def min_range_value(self) -> float | None:
+        """``min_range`` for the encoding functions: None stands for AIMET's eps-scale rule."""
+        return None if self.min_range == "eps_scale" else self.min_range
 
 
 class Gate(_Section):

@@ -19,19 +19,22 @@ def main(params: Params) -> None:
     model_sha = model.sha256_file(params.model.path)
     index = pq.read_table(paths.out / "tensors" / "calibration" / "index.parquet")
     raws = [Path(r) for r in index.column("raw").to_pylist()]
+    histograms = qp.activations.mode in calibrate.HISTOGRAM_MODES
     with progress("calibrating", len(raws)) as advance:
-        stats = calibrate.collect_minmax(
-            view, raws, tp, model_sha, paths.cache, qp.batch_size, advance
+        stats = calibrate.collect(
+            view, raws, tp, model_sha, paths.cache, histograms, qp.batch_size, advance
         )
-    enc = calibrate.compute_encodings(view, stats.stats, qp)
-    args = calibrate.quantizer_args(qp, model_sha, stats.stats.count)
+    enc = calibrate.compute_encodings(view, stats, qp)
+    args = calibrate.quantizer_args(qp, model_sha, stats.minmax.count)
     out = paths.out / "quantize"
     write_json(out / "encodings.json", encodings_json.to_1_0_0(enc, args))
     write_json(out / "encodings_0.6.1.json", encodings_json.to_0_6_1(enc, args))
-    write_json(out / "calibration.json", calibrate.calibration_record(view, stats.stats, model_sha))
+    write_json(
+        out / "calibration.json", calibrate.calibration_record(view, stats.minmax, model_sha)
+    )
     print(
         f"quantize: {len(enc.activations)} activation and "
-        f"{len(enc.weights) + len(enc.biases)} param encodings from {stats.stats.count} images "
+        f"{len(enc.weights) + len(enc.biases)} param encodings from {stats.minmax.count} images "
         f"({stats.images_run} run, {stats.images_cached} cached)"
     )
 

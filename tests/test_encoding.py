@@ -95,7 +95,7 @@ def test_symmetric_4_bit_grid():
 
 
 def test_v2_rule_uses_the_negative_step_when_min_dominates():
-    e = symmetric_encoding(-1.28, 0.5, rule="v2_max_of_both")
+    e = symmetric_encoding(-1.28, 0.5, rule="max_of_both")
     assert e.scale == pytest.approx(0.01)
 
 
@@ -202,3 +202,13 @@ def test_encodings_monotone_in_range(rng, grow):
     a = tf_encoding(*rng)
     b = tf_encoding(rng[0] - grow, rng[1] + grow)
     assert b.scale >= a.scale * (1 - 1e-12)
+
+
+def test_eps_scale_min_range_matches_libpymo():
+    # spec §4.4: TF on zeros(10) -> scale FLT_EPS, max 255 * FLT_EPS
+    e = tf_encoding(0.0, 0.0, min_range=None)
+    assert e.scale == pytest.approx(1.1920928955078125e-07)
+    assert e.max == pytest.approx(3.039836883544922e-05)
+    # symmetric: a dead channel gets the FLT_EPS step (aimet exports 1.19e-7, spec §6.1)
+    s = symmetric_encoding(-1e-9, 1e-9, min_range=None)
+    assert (s.scale, s.offset) == (pytest.approx(1.1920928955078125e-07), -128)

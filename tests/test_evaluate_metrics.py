@@ -31,7 +31,8 @@ def test_pooled_sqnr_equals_concatenation_and_tracks_worst_image():
     rng = np.random.default_rng(0)
     xs = [rng.normal(size=100).astype(np.float32) for _ in range(3)]
     ys = [
-        x + rng.normal(scale=s, size=100).astype(np.float32) for x, s in zip(xs, (0.01, 0.3, 0.05), strict=True)
+        x + rng.normal(scale=s, size=100).astype(np.float32)
+        for x, s in zip(xs, (0.01, 0.3, 0.05), strict=True)
     ]
     acc = LayerAcc()
     for i, (x, y) in enumerate(zip(xs, ys, strict=True)):

@@ -123,14 +123,14 @@ def test_calibration_cache_reruns_only_new_images(centerface_view, photos, tmp_p
         raws.append(tmp_path / f"{i}.raw")
         write_raw(raws[-1], preprocess(Image.open(photos[i]), tp))
     cache = tmp_path / "cache"
-    first = calibrate.collect_minmax(centerface_view, raws[:2], tp, "m" * 64, cache)
+    first = calibrate.collect(centerface_view, raws[:2], tp, "m" * 64, cache)
     assert (first.images_run, first.images_cached) == (2, 0)
-    second = calibrate.collect_minmax(centerface_view, raws, tp, "m" * 64, cache)
+    second = calibrate.collect(centerface_view, raws, tp, "m" * 64, cache)
     assert (second.images_run, second.images_cached) == (1, 2)
-    fresh = calibrate.collect_minmax(centerface_view, raws, tp, "m" * 64, None)
-    np.testing.assert_array_equal(second.stats.mins, fresh.stats.mins)
-    np.testing.assert_array_equal(second.stats.maxs, fresh.stats.maxs)
-    enc = calibrate.compute_encodings(centerface_view, fresh.stats, QuantizeParams())
+    fresh = calibrate.collect(centerface_view, raws, tp, "m" * 64, None)
+    np.testing.assert_array_equal(second.minmax.mins, fresh.minmax.mins)
+    np.testing.assert_array_equal(second.minmax.maxs, fresh.minmax.maxs)
+    enc = calibrate.compute_encodings(centerface_view, fresh, QuantizeParams())
     assert set(enc.activations) == set(centerface_view.all_tensors)
     conv_weights = {op.weight_name for op in centerface_view.weighted}
     assert set(enc.weights) == conv_weights
@@ -140,8 +140,30 @@ def test_calibration_cache_reruns_only_new_images(centerface_view, photos, tmp_p
     assert {e.offset for e in enc.weights[op.weight_name]} == {-128}
 
 
-def test_empty_calibration_set_is_a_clear_error(centerface_view):
+def test_histogram_statistics_cached_equal_fresh(centerface_view, photos, tmp_path):
+    """enhanced/percentile: with the first image unchanged, adding one runs the model only on it
+    and the PDFs equal a fresh run over the same ordered set, bit for bit."""
+    tp = TensorsParams(height=64, width=96)
+    raws = []
+    for i in range(3):
+        raws.append(tmp_path / f"{i}.raw")
+        write_raw(raws[-1], preprocess(Image.open(photos[i]), tp))
+    cache = tmp_path / "cache"
+    calibrate.collect(centerface_view, raws[:2], tp, "m" * 64, cache, histograms=True)
+    again = calibrate.collect(centerface_view, raws, tp, "m" * 64, cache, histograms=True)
+    assert again.images_run == 2  # the new image: once for min/max, once for its histograms
+    fresh = calibrate.collect(centerface_view, raws, tp, "m" * 64, None, histograms=True)
+    assert again.pdfs is not None and fresh.pdfs is not None
+    for name in centerface_view.all_tensors:
+        np.testing.assert_array_equal(again.pdfs[name].pdf, fresh.pdfs[name].pdf)
+    for mode in ("enhanced", "percentile"):
+        qp = QuantizeParams(activations={"mode": mode})
+        a = calibrate.compute_encodings(centerface_view, again, qp).activations
+        b = calibrate.compute_encodings(centerface_view, fresh, qp).activations
+        assert a == b
+
+
+def test_empty_calibration_set_is_a_clear_error(centerface_view, tmp_path):
+    empty = calibrate.collect(centerface_view, [], TensorsParams(), "m" * 64, None)
     with pytest.raises(calibrate.NoStatisticsError, match="calibration set is empty"):
-        calibrate.compute_encodings(
-            centerface_view, calibrate.MinMax.empty(centerface_view.all_tensors), QuantizeParams()
-        )
+        calibrate.compute_encodings(centerface_view, empty, QuantizeParams())

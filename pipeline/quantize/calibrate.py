@@ -1,8 +1,17 @@
-"""Calibration: run the float model over calibration tensors, merge statistics, compute encodings.
+"""Calibration: run the float model over calibration tensors, collect statistics, compute encodings.
 
-Per-image statistics are cached under ``<cache>/stats/<model sha>/<tensor sha>.npy``, keyed by the
-content of the ``.raw`` tensor (which already encodes image content and preprocessing) and the
-model's hash. Min/max merge exactly, so a run over cached + new images equals a fresh run.
+Two kinds of per-image statistics, both cached by the content of the ``.raw`` tensor (which
+already encodes image content and preprocessing) and the model's hash, under ``<cache>/stats``:
+
+* min/max of every tensor: they merge exactly and in any order, so a run over cached + new
+  images equals a fresh run (``tf``, ``symmetric``);
+* 512-bin histograms (``enhanced``, ``percentile``; :mod:`pipeline.quantize.histogram`). Their
+  support is fixed, as in libpymo, by the first calibration image (in input-list order) whose
+  tensor is not all zero; it is derived from the cached min/max, so histograms of unchanged
+  images stay valid while the first image is unchanged. The PDF is the mean of the per-image
+  PDFs taken in input-list order, so cached and fresh runs give the same bytes.
+
+Memory is bounded by one batch of activations, never by the number of images.
 """
 
 from __future__ import annotations
@@ -13,24 +22,44 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 
 from pipeline.atomic import atomic_path
-from pipeline.errors import NoStatisticsError, ParamsError
+from pipeline.errors import NoStatisticsError
 from pipeline.model import ModelView, with_outputs
 from pipeline.params import QuantizeParams, TensorsParams
-from pipeline.quantize.encoding import Encoding, symmetric_encoding, tf_encoding
+from pipeline.quantize.encoding import (
+    Encoding,
+    adjusted_encoding,
+    symmetric_encoding,
+    tf_encoding,
+)
+from pipeline.quantize.histogram import (
+    PDF_SIZE,
+    Pdf,
+    bin_counts,
+    enhanced_encoding,
+    percentile_encoding,
+    support_of,
+)
 from pipeline.quantize.observers import MinMax
 from pipeline.quantize.simulate import Encodings, bias_encodings
 from pipeline.runtime import Runner
 from pipeline.tensors import read_raw_nchw
 
-STATS_VERSION = "minmax-1"
+STATS_VERSION = "2"
+HISTOGRAM_MODES = ("enhanced", "percentile")
+Progress = Callable[[int], None] | None
 
 
 @dataclass(frozen=True)
-class StatsRun:
-    stats: MinMax
-    images_run: int  # model executions (cache misses)
+class Statistics:
+    """What calibration collected: merged min/max, per-image min/max, and histograms if asked."""
+
+    minmax: MinMax
+    per_image: NDArray[np.float64]  # (images, 2, tensors): min and max of each image
+    pdfs: dict[str, Pdf] | None
+    images_run: int  # model executions (cache misses), over both passes
     images_cached: int
 
 
@@ -38,82 +67,213 @@ def _file_sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def collect_minmax(
+class _Cache:
+    """``<root>/stats/<version>-<model sha>/<kind>/<tensor sha>.npy``, written atomically."""
+
+    def __init__(self, root: Path | None, model_sha: str) -> None:
+        self.dir = root / "stats" / f"{STATS_VERSION}-{model_sha[:16]}" if root else None
+
+    def path(self, kind: str, key: str) -> Path | None:
+        return self.dir / kind / f"{key}.npy" if self.dir is not None else None
+
+    def load(self, kind: str, key: str, shape: tuple[int, ...]) -> NDArray[np.generic] | None:
+        p = self.path(kind, key)
+        if p is None or not p.is_file():
+            return None
+        try:
+            arr = np.load(p)
+        except (OSError, ValueError):
+            return None  # a damaged entry is recomputed
+        return arr if arr.shape == shape else None
+
+    def save(self, kind: str, key: str, arr: NDArray[np.generic]) -> None:
+        p = self.path(kind, key)
+        if p is not None:
+            with atomic_path(p) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, arr)
+
+
+def _run_batches(
+    view: ModelView,
+    raws: Sequence[Path],
+    todo: Sequence[int],
+    tp: TensorsParams,
+    batch_size: int,
+    consume: Callable[[int, dict[str, NDArray[np.float32]]], None],
+) -> None:
+    """Run the float model on images ``todo`` (indices into ``raws``) in batches; call
+    ``consume(image index, {tensor: activation})`` for each image."""
+    if not todo:
+        return
+    names = view.all_tensors
+    runner = Runner(with_outputs(view.model, names))
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        x = np.concatenate([read_raw_nchw(raws[i], tp) for i in chunk])  # (B,C,H,W)
+        values = runner.run(x, names)
+        for b, i in enumerate(chunk):
+            consume(i, {k: v[b] for k, v in values.items()})
+
+
+def collect(
     view: ModelView,
     raws: Sequence[Path],
     tp: TensorsParams,
     model_sha: str,
-    cache: Path | None,
+    cache_root: Path | None,
+    histograms: bool = False,
     batch_size: int = 1,
-    progress: Callable[[int], None] | None = None,
-) -> StatsRun:
-    """Min/max of every tensor of the model over ``raws``; memory is bounded by one batch."""
+    progress: Progress = None,
+) -> Statistics:
+    """Statistics of every tensor of the model over ``raws``, in order."""
     names = view.all_tensors
-    total = MinMax.empty(names)
-    if not raws:
-        return StatsRun(total, 0, 0)
-    cache_dir = cache / "stats" / f"{STATS_VERSION}-{model_sha[:16]}" if cache else None
-    runner: Runner | None = None
-    pending: list[tuple[Path, Path | None]] = []
-    ran = cached = 0
+    n = len(names)
+    cache = _Cache(cache_root, model_sha)
+    keys = [_file_sha(p) for p in raws]
+    per_image = np.empty((len(raws), 2, n))
+    todo = []
+    for i, key in enumerate(keys):
+        hit = cache.load("minmax", key, (2, n))
+        if hit is None:
+            todo.append(i)
+        else:
+            per_image[i] = hit
+            if progress:
+                progress(1)
+    ran = len(todo)
 
-    def flush() -> None:
-        nonlocal runner, total, ran
-        if not pending:
-            return
-        if runner is None:
-            runner = Runner(with_outputs(view.model, names))
-        x = np.concatenate([read_raw_nchw(p, tp) for p, _ in pending])  # (B,C,H,W)
-        values = runner.run(x, names)
-        for b, (_, entry) in enumerate(pending):
-            one = MinMax.of(names, {k: v[b] for k, v in values.items()})
-            if entry is not None:
-                with atomic_path(entry) as tmp, open(tmp, "wb") as fh:
-                    np.save(fh, np.stack([one.mins, one.maxs]))
-            total = total.merge(one)
-        ran += len(pending)
+    def take_minmax(i: int, acts: dict[str, NDArray[np.float32]]) -> None:
+        one = MinMax.of(names, acts)
+        per_image[i] = np.stack([one.mins, one.maxs])
+        cache.save("minmax", keys[i], per_image[i])
         if progress:
-            progress(len(pending))
-        pending.clear()
+            progress(1)
 
-    for path in raws:
-        entry = cache_dir / f"{_file_sha(path)}.npy" if cache_dir is not None else None
-        if entry is not None and entry.is_file():
-            arr = np.load(entry)
-            if arr.shape == (2, len(names)):
-                total = total.merge(MinMax(tuple(names), arr[0], arr[1], 1))
-                cached += 1
-                if progress:
-                    progress(1)
-                continue
-        pending.append((path, entry))
-        if len(pending) >= batch_size:
-            flush()
-    flush()
-    return StatsRun(total, ran, cached)
+    _run_batches(view, raws, todo, tp, batch_size, take_minmax)
+    total = MinMax(
+        tuple(names),
+        per_image[:, 0].min(0) if len(raws) else np.full(n, np.inf),
+        per_image[:, 1].max(0) if len(raws) else np.full(n, -np.inf),
+        len(raws),
+    )
+    pdfs = None
+    if histograms and len(raws):
+        pdfs, hist_ran = _collect_histograms(view, raws, keys, per_image, tp, cache, batch_size)
+        ran += hist_ran
+    return Statistics(total, per_image, pdfs, ran, len(raws) - len(todo))
 
 
-def activation_encoding(lo: float, hi: float, qp: QuantizeParams) -> Encoding:
+def _collect_histograms(
+    view: ModelView,
+    raws: Sequence[Path],
+    keys: Sequence[str],
+    per_image: NDArray[np.float64],
+    tp: TensorsParams,
+    cache: _Cache,
+    batch_size: int,
+) -> tuple[dict[str, Pdf], int]:
+    """Per-tensor PDFs over ``raws``. Every image of a calibration set has the same tensor
+    sizes, so the mean of per-image PDFs is the summed integer counts over (size x images):
+    exact, and the same whichever images came from the cache."""
+    names = view.all_tensors
+    n, m = len(names), len(raws)
+    supports = np.full((n, 2), np.nan)  # (x_left[0], bucket) per tensor
+    first = np.full(n, m)  # first image whose tensor is not all zero
+    for t in range(n):
+        nonzero = np.flatnonzero((per_image[:, 0, t] != 0.0) | (per_image[:, 1, t] != 0.0))
+        if nonzero.size:
+            first[t] = nonzero[0]
+            supports[t] = support_of(per_image[first[t], 0, t], per_image[first[t], 1, t])
+    kind = "hist-" + hashlib.sha256(supports.tobytes()).hexdigest()[:16]
+    totals = np.zeros((n, PDF_SIZE), dtype=np.int64)
+    sizes = np.zeros(n, dtype=np.int64)
+
+    def add(i: int, entry: NDArray[np.int64]) -> None:
+        used = first <= i  # libpymo skips a tensor's all-zero batches before its support
+        totals[used] += entry[used, :PDF_SIZE]
+        sizes[:] = entry[:, PDF_SIZE]
+
+    todo = []
+    for i, key in enumerate(keys):
+        hit = cache.load(kind, key, (n, PDF_SIZE + 1))
+        if hit is None:
+            todo.append(i)
+        else:
+            add(i, hit.astype(np.int64))
+
+    def take(i: int, acts: dict[str, NDArray[np.float32]]) -> None:
+        entry = np.zeros((n, PDF_SIZE + 1), dtype=np.int64)
+        for t, name in enumerate(names):
+            if first[t] < m:
+                entry[t, :PDF_SIZE] = bin_counts(acts[name], *supports[t])
+            entry[t, PDF_SIZE] = acts[name].size
+        cache.save(kind, keys[i], entry)
+        add(i, entry)
+
+    _run_batches(view, raws, todo, tp, batch_size, take)
+    pdfs = {}
+    for t, name in enumerate(names):
+        pdf = Pdf(
+            seen=True, min=float(per_image[:, 0, t].min()), max=float(per_image[:, 1, t].max())
+        )
+        if first[t] < m:
+            k = m - int(first[t])
+            pdf.set_support(float(supports[t, 0]), float(supports[t, 1]))
+            pdf.pdf = totals[t] / (float(sizes[t]) * k)
+            pdf.iterations = k
+        pdfs[name] = pdf
+    return pdfs, len(todo)
+
+
+def activation_encoding(name: str, stats: Statistics, qp: QuantizeParams) -> Encoding:
     a = qp.activations
+    lo, hi = stats.minmax.range_of(name)
     if a.mode == "tf":
-        return tf_encoding(lo, hi, a.bitwidth, qp.min_range)
+        return tf_encoding(lo, hi, a.bitwidth, qp.min_range_value)
     if a.mode == "symmetric":
         return symmetric_encoding(
             lo,
             hi,
             a.bitwidth,
-            qp.min_range,
+            qp.min_range_value,
             strict=qp.strict_symmetric,
             unsigned=qp.unsigned_symmetric,
             rule=qp.symmetric_scale_rule,
         )
-    raise ParamsError(
-        f"quantize.activations.mode {a.mode!r} is not available in this version of fieldcal; "
-        "use 'tf' or 'symmetric'"
-    )
+    assert stats.pdfs is not None, "histogram modes need histograms collected"
+    pdf = stats.pdfs[name]
+    if a.mode == "enhanced":
+        return enhanced_encoding(pdf, a.bitwidth, False, min_range=qp.min_range_value)
+    return percentile_encoding(pdf, a.percentile, a.bitwidth, qp.min_range_value)
 
 
-def weight_encodings(w: np.ndarray, axis: int, qp: QuantizeParams) -> list[Encoding]:
+def _one_weight_encoding(
+    lo: float, hi: float, data: NDArray[np.float32], qp: QuantizeParams
+) -> Encoding:
+    wp = qp.weights
+    if wp.mode == "tf":
+        return tf_encoding(lo, hi, wp.bitwidth, qp.min_range_value)
+    if wp.mode == "symmetric":
+        return symmetric_encoding(
+            lo,
+            hi,
+            wp.bitwidth,
+            qp.min_range_value,
+            strict=qp.strict_symmetric,
+            unsigned=qp.unsigned_symmetric,
+            rule=qp.symmetric_scale_rule,
+        )
+    if wp.mode == "adjusted":
+        return adjusted_encoding(lo, hi, wp.bitwidth, qp.min_range_value)
+    pdf = Pdf()
+    pdf.update(data)  # weights are one "batch"
+    if wp.mode == "enhanced":
+        return enhanced_encoding(pdf, wp.bitwidth, False, min_range=qp.min_range_value)
+    return percentile_encoding(pdf, wp.percentile, wp.bitwidth, qp.min_range_value)
+
+
+def weight_encodings(w: NDArray[np.float32], axis: int, qp: QuantizeParams) -> list[Encoding]:
+    """One encoding per output channel (per-channel, always symmetric) or one for the tensor."""
     wp = qp.weights
     if wp.per_channel:
         moved = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)  # (C_out, rest)
@@ -122,52 +282,33 @@ def weight_encodings(w: np.ndarray, axis: int, qp: QuantizeParams) -> list[Encod
                 float(c.min()),
                 float(c.max()),
                 wp.bitwidth,
-                qp.min_range,
+                qp.min_range_value,
                 strict=qp.strict_symmetric,
                 rule=qp.symmetric_scale_rule,
             )
             for c in moved
         ]
-    lo, hi = float(w.min()), float(w.max())
-    if wp.mode == "tf":
-        return [tf_encoding(lo, hi, wp.bitwidth, qp.min_range)]
-    if wp.mode == "symmetric":
-        return [
-            symmetric_encoding(
-                lo,
-                hi,
-                wp.bitwidth,
-                qp.min_range,
-                strict=qp.strict_symmetric,
-                unsigned=qp.unsigned_symmetric,
-                rule=qp.symmetric_scale_rule,
-            )
-        ]
-    raise ParamsError(
-        f"quantize.weights.mode {wp.mode!r} is not available in this version of fieldcal; "
-        "use 'tf' or 'symmetric'"
-    )
+    return [_one_weight_encoding(float(w.min()), float(w.max()), w, qp)]
 
 
-def compute_encodings(view: ModelView, stats: MinMax, qp: QuantizeParams) -> Encodings:
+def compute_encodings(view: ModelView, stats: Statistics, qp: QuantizeParams) -> Encodings:
     """Encodings for every activation tensor of the model and every Conv weight and bias."""
-    if stats.count == 0:
+    if stats.minmax.count == 0:
         raise NoStatisticsError(
             "the calibration set is empty: curate picked no calibration images. "
             "Check curate.calibration quotas and that ingest found images."
         )
     acts: dict[str, Encoding] = {}
     for name in view.all_tensors:
-        lo, hi = stats.range_of(name)
         try:
-            acts[name] = activation_encoding(lo, hi, qp)
+            acts[name] = activation_encoding(name, stats, qp)
         except ValueError as err:
             raise NoStatisticsError(f"tensor {name!r}: {err}") from None
     weights = {op.weight_name: weight_encodings(op.weight, op.axis, qp) for op in view.weighted}
     axes = {op.weight_name: op.axis for op in view.weighted}
     partial = Encodings(acts, weights, {}, axes)
     biases = {
-        op.bias_name: bias_encodings(op, partial, qp.bias_bitwidth, qp.min_range)
+        op.bias_name: bias_encodings(op, partial, qp.bias_bitwidth, qp.min_range_value)
         for op in view.weighted
     }
     return Encodings(acts, weights, biases, axes)

@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 RoundMode = Literal["half_away", "half_even"]
-SymmetricRule = Literal["libpymo", "v2_max_of_both"]
+SymmetricRule = Literal["absmax", "max_of_both"]
 FLT_MAX = float(np.finfo(np.float32).max)
 
 
@@ -55,19 +55,27 @@ def _guard_inf(v: float) -> float:
     return v
 
 
-def _include_zero(mn: float, mx: float, min_range: float) -> tuple[float, float]:
-    """Spec §2.2 steps 1-3: range contains 0, has width >= min_range, and is finite."""
+FLT_EPS = float(np.finfo(np.float32).eps)
+MinRange = float | None  # None: AIMET's rule, scale >= FLT_EPS instead of a minimum width
+
+
+def _include_zero(mn: float, mx: float, min_range: MinRange, steps: int) -> tuple[float, float]:
+    """Spec §2.2 steps 1-3: range contains 0, has width >= min_range, and is finite.
+
+    ``min_range=None`` is AIMET's rule (spec §2.2, §4.4): the step must be at least FLT_EPS,
+    i.e. the width at least ``steps * FLT_EPS``; symmetric encodings floor the scale instead.
+    """
     if math.isnan(mn) or math.isnan(mx):
         raise ValueError(f"statistics contain NaN (min={mn}, max={mx})")
     if mn > mx:
         raise ValueError(f"min {mn} > max {mx}: no statistics were collected")
     mn = _guard_inf(min(0.0, mn))
     mx = _guard_inf(max(0.0, mx))
-    mx = max(mx, mn + min_range)
+    mx = max(mx, mn + (steps * FLT_EPS if min_range is None else min_range))
     return mn, mx
 
 
-def tf_encoding(mn: float, mx: float, bitwidth: int = 8, min_range: float = 0.01) -> Encoding:
+def tf_encoding(mn: float, mx: float, bitwidth: int = 8, min_range: MinRange = 0.01) -> Encoding:
     """Asymmetric min-max ("tf") encoding with zero nudging (spec §2.2, libpymo).
 
     >>> e = tf_encoding(-1.8, 0.5)
@@ -75,7 +83,7 @@ def tf_encoding(mn: float, mx: float, bitwidth: int = 8, min_range: float = 0.01
     (-200, 0.0090196078)
     """
     steps = (1 << bitwidth) - 1
-    mn, mx = _include_zero(mn, mx, min_range)
+    mn, mx = _include_zero(mn, mx, min_range, steps)
     scale = (mx - mn) / steps
     if mn < 0.0 < mx:
         z = min(max(round_half_away(-mn / scale), 0.0), float(steps))
@@ -94,28 +102,60 @@ def symmetric_encoding(
     mn: float,
     mx: float,
     bitwidth: int = 8,
-    min_range: float = 0.01,
+    min_range: MinRange = 0.01,
     *,
     strict: bool = False,
     unsigned: bool = False,
-    rule: SymmetricRule = "libpymo",
+    rule: SymmetricRule = "absmax",
 ) -> Encoding:
     """Symmetric encoding (spec §3.1): 8-bit grid -128..127 as q in 0..255 with offset -128.
 
     ``strict`` uses -127..127; ``unsigned`` sends all-non-negative data to the asymmetric path
-    (offset 0, QAIRT ``unsignedsymmetric``); ``rule="v2_max_of_both"`` is aimet_torch v2's
+    (offset 0, QAIRT ``unsignedsymmetric``); ``rule="max_of_both"`` is aimet_torch v2's
     ``scale = max(max/127, -min/128)`` (spec §3.3).
     """
     if unsigned and mn >= 0.0:
         return tf_encoding(mn, mx, bitwidth, min_range)
     steps = (1 << bitwidth) - 1
-    mn, mx = _include_zero(mn, mx, min_range)
     n = steps - 1 if strict else steps
     pos = n // 2
     neg = (n + 1) // 2  # ceil(n / 2)
-    scale = max(abs(mn), abs(mx)) / pos if rule == "libpymo" else max(mx / pos, -mn / neg)
+    if min_range is None:
+        mn, mx = _include_zero(mn, mx, 0.0, steps)
+        scale = max(abs(mn), abs(mx)) / pos if rule == "absmax" else max(mx / pos, -mn / neg)
+        scale = max(scale, FLT_EPS)
+    else:
+        mn, mx = _include_zero(mn, mx, min_range, steps)
+        scale = max(abs(mn), abs(mx)) / pos if rule == "absmax" else max(mx / pos, -mn / neg)
     offset = -neg
     return Encoding(bitwidth, scale, offset, scale * offset, scale * pos, symmetric=True)
+
+
+def adjusted_encoding(
+    mn: float, mx: float, bitwidth: int = 8, min_range: MinRange = 0.01
+) -> Encoding:
+    """QNN's "adjusted" weight quantizer, as fieldcal interprets its documentation.
+
+    QNN publishes no rule, only that it "uses adjusted min or max of the data", that "the max
+    will be expanded or the min will be decreased if necessary" and that it "still enforces a
+    minimum range and ensures 0.0 is exactly quantizable" (spec §5.1). fieldcal's reading: the
+    ``tf`` grid, but where zero nudging would clip the true min or max, the zero point is
+    rounded away from the clipped side and, if still needed, the step grows until both ends are
+    inside. Parity with QNN is unverified and reports say so.
+    """
+    steps = (1 << bitwidth) - 1
+    lo, hi = _include_zero(mn, mx, min_range, steps)
+    scale = (hi - lo) / steps
+    if not lo < 0.0 < hi:
+        return tf_encoding(mn, mx, bitwidth, min_range)
+    for _ in range(64):
+        z = min(max(math.ceil(-lo / scale), 0), steps)  # decrease the min rather than clip it
+        enc_min = -z * scale
+        enc_max = enc_min + steps * scale
+        if enc_max >= hi:
+            return Encoding(bitwidth, scale, -z, enc_min, enc_max, symmetric=False)
+        scale = (hi - enc_min) / steps  # expand the max
+    return Encoding(bitwidth, scale, -z, enc_min, enc_max, symmetric=False)
 
 
 def from_min_max(

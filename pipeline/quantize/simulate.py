@@ -53,7 +53,7 @@ class SimOptions:
 
 
 def bias_encodings(
-    op: WeightedOp, enc: Encodings, bias_bitwidth: int, min_range: float
+    op: WeightedOp, enc: Encodings, bias_bitwidth: int, min_range: float | None
 ) -> list[Encoding]:
     """Bias grid: int32 at input scale x weight scale (per channel like the weights), or tf."""
     if bias_bitwidth == 8:
