@@ -36,7 +36,7 @@ from pipeline.params import load_params  # noqa: E402
 from pipeline.quantize.encoding import Encoding, symmetric_encoding, tf_encoding  # noqa: E402
 from pipeline.quantize.histogram import Pdf, enhanced_encoding, percentile_encoding  # noqa: E402
 from pipeline.runtime import Runner  # noqa: E402
-from pipeline.tensors import parse_input_list, read_raw_nchw  # noqa: E402
+from pipeline.tensors import parse_input_list, read_raw  # noqa: E402
 
 # libpymo's minimum range in aimet-onnx 2.42: the step is at least FLT_EPS (spec §4.4),
 # fieldcal's quantize.min_range: eps_scale; not QNN's 0.01.
@@ -52,7 +52,7 @@ def dump(workdir: Path, input_list: Path, images: int) -> tuple[list[str], list[
     runner = Runner(model.with_outputs(view.model, view.all_tensors))
     lines = parse_input_list(input_list.read_text())[:images]
     for i, line in enumerate(lines):
-        x = read_raw_nchw(ROOT / line[0][1], params.tensors)
+        x = read_raw(ROOT / line[0][1], params.tensors, view.input_layout)
         out = runner.run(x, view.all_tensors)
         for t, name in enumerate(view.all_tensors):
             np.save(workdir / f"act_{t:04d}_{i:04d}.npy", out[name][0])

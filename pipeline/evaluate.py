@@ -30,7 +30,7 @@ from pipeline.model import ModelView, with_outputs
 from pipeline.params import EvaluateParams, Gate, QuantizeParams, TensorsParams
 from pipeline.quantize.simulate import Encodings, SimOptions, build_quantized_model
 from pipeline.runtime import Runner
-from pipeline.tensors import read_raw_nchw
+from pipeline.tensors import read_raw
 
 EPS = float(np.finfo(np.float64).eps)
 VARIANTS = ("full", "weights_only", "activations_only")
@@ -134,7 +134,7 @@ def run_evaluation(
     ranges = {t: (enc.activations[t].min, enc.activations[t].max) for t in names}
     results: dict[str, SceneResult] = {}
     for img in images:
-        x = read_raw_nchw(img.raw, tp)
+        x = read_raw(img.raw, tp, view.input_layout)
         ref = float_runner.run(x, names)
         res = results.setdefault(img.scene, SceneResult())
         res.images += 1

@@ -20,7 +20,25 @@ from onnx import helper, numpy_helper
 from pipeline.errors import ModelError
 
 MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear need opset >= 13
-_WEIGHTED_OPS = {"Conv": 0, "ConvTranspose": 1}  # op -> per-channel (output channel) axis
+_WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+_CONSTANT_OPS = {"Constant", "ConstantOfShape", "Shape", "Size"}
+
+
+def _channel_axis(node: onnx.NodeProto, w: NDArray[np.float32]) -> int | None:
+    """Output-channel axis of a weight (spec §6.1): Conv OIHW -> 0, ConvTranspose IOHW -> 1,
+    Gemm with transB -> 0 else 1, MatMul (K, N) -> 1. None: not a weight fieldcal quantizes."""
+    if node.op_type == "Conv":
+        return 0
+    if node.op_type == "ConvTranspose":
+        return 1
+    if w.ndim != 2:
+        return None
+    if node.op_type == "Gemm":
+        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+        return 0 if trans_b else 1
+    return 1  # MatMul x @ W
+
+
 _RELU_LIKE = {"Relu", "Clip"}  # Clip only when its lower bound is 0 (ReLU6 and the like)
 
 
@@ -106,7 +124,7 @@ class WeightedOp:
     conv_output: str  # what the Conv node produces once BN is folded in (the BN's output)
     output: str  # the tensor QNN keeps after Conv(+BN)+ReLU fusion
     weight_name: str
-    bias_name: str  # original bias initializer name, or the folded BN's bias name
+    bias_name: str  # original bias initializer, or the folded BN's bias; "" when there is none
     weight: NDArray[np.float32]
     bias: NDArray[np.float32]
     axis: int  # output-channel axis of `weight`
@@ -120,6 +138,7 @@ class ModelView:
     model: onnx.ModelProto
     input_name: str
     input_shape: list[int | str]
+    input_layout: str  # "NCHW" or "NHWC": how the model takes its image
     outputs: list[str]
     # Every tensor the user's model produces, in topological order (graph input first).
     all_tensors: list[str]
@@ -172,25 +191,41 @@ def analyze(model: onnx.ModelProto, fold_batchnorm: bool = True) -> ModelView:
             return cs[0]
         return None
 
-    all_tensors = [inp.name] + [t for n in graph.node for t in n.output if t]
+    # Constant-producing nodes make parameters, not activations: no encoding, no statistics.
+    consts = dict(inits)
+    for node in graph.node:
+        if node.op_type == "Constant":
+            value = next((a.t for a in node.attribute if a.name == "value"), None)
+            if value is not None:
+                consts[node.output[0]] = numpy_helper.to_array(value)
+    non_activation = {t for n in graph.node if n.op_type in _CONSTANT_OPS for t in n.output}
+    all_tensors = [inp.name] + [
+        t for n in graph.node for t in n.output if t and t not in non_activation
+    ]
     fused_into: dict[str, str] = {}
     weighted: list[WeightedOp] = []
     for node in graph.node:
         if node.op_type not in _WEIGHTED_OPS or len(node.input) < 2 or node.input[1] not in inits:
             continue
-        axis = _WEIGHTED_OPS[node.op_type]
         w = inits[node.input[1]].astype(np.float32)
+        axis = _channel_axis(node, w)
+        if axis is None:
+            continue
         group = next((a.i for a in node.attribute if a.name == "group"), 1)
-        n_out = w.shape[0] if axis == 0 else w.shape[1] * group
-        if len(node.input) > 2 and node.input[2]:
-            b = inits[node.input[2]].astype(np.float32)
+        n_out = w.shape[1] * group if node.op_type == "ConvTranspose" else w.shape[axis]
+        if node.op_type != "MatMul" and len(node.input) > 2 and node.input[2] in inits:
+            b = inits[node.input[2]].astype(np.float32).reshape(-1)
             bias_name = node.input[2]
         else:
             b = np.zeros(n_out, np.float32)
             bias_name = ""
         out = node.output[0]
         folded = None
-        bn = single_consumer(out, {"BatchNormalization"}) if fold_batchnorm else None
+        bn = (
+            single_consumer(out, {"BatchNormalization"})
+            if fold_batchnorm and node.op_type in ("Conv", "ConvTranspose")
+            else None
+        )
         if bn is not None and (axis == 0 or group == 1) and all(x in inits for x in bn.input[1:5]):
             eps = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
             gamma, beta, mean, var = (inits[x].astype(np.float64) for x in bn.input[1:5])
@@ -204,11 +239,9 @@ def analyze(model: onnx.ModelProto, fold_batchnorm: bool = True) -> ModelView:
             out = bn.output[0]
             folded = _node_id(bn)
         conv_output = out
-        if not bias_name:
-            bias_name = f"{node.input[1]}__bias"
         act = single_consumer(out, _RELU_LIKE)
         if act is not None and act.op_type == "Clip":
-            lo = inits.get(act.input[1]) if len(act.input) > 1 and act.input[1] else None
+            lo = consts.get(act.input[1]) if len(act.input) > 1 and act.input[1] else None
             lo_attr = next((a.f for a in act.attribute if a.name == "min"), None)
             lower = float(lo) if lo is not None else lo_attr
             if lower != 0.0:
@@ -241,6 +274,7 @@ def analyze(model: onnx.ModelProto, fold_batchnorm: bool = True) -> ModelView:
         model=model,
         input_name=inp.name,
         input_shape=shape,
+        input_layout="NHWC" if shape[3] == 3 and shape[1] != 3 else "NCHW",
         outputs=[o.name for o in graph.output],
         all_tensors=all_tensors,
         kept_tensors=kept,
@@ -252,13 +286,18 @@ def analyze(model: onnx.ModelProto, fold_batchnorm: bool = True) -> ModelView:
 
 def check_input_spec(view: ModelView, height: int, width: int) -> None:
     """Fail before any work when the params' input size contradicts a fixed model dimension."""
-    n, c, h, w = view.input_shape
-    want: list[int | str] = [n, 3, height, width]
+    if view.input_layout == "NHWC":
+        _, h, w, c = view.input_shape
+        want: list[int | str] = [view.input_shape[0], height, width, 3]
+    else:
+        _, c, h, w = view.input_shape
+        want = [view.input_shape[0], 3, height, width]
     for got_d, want_d, what in ((c, 3, "channels"), (h, height, "height"), (w, width, "width")):
         if isinstance(got_d, int) and got_d > 0 and got_d != want_d:
             raise ModelError(
-                f"model input {view.input_name!r} has shape {view.input_shape} (NCHW) but "
-                f"params ask for {want} ({what} differs); change tensors.height/width or the model"
+                f"model input {view.input_name!r} has shape {view.input_shape} "
+                f"({view.input_layout}) but params ask for {want} ({what} differs); "
+                "change tensors.height/width or the model"
             )
 
 

@@ -84,8 +84,9 @@ def write_raw(path: Path, x: NDArray[np.float32]) -> None:
         tmp.write_bytes(np.ascontiguousarray(x, dtype=RAW_DTYPE).tobytes())
 
 
-def read_raw_nchw(path: Path, p: TensorsParams) -> NDArray[np.float32]:
-    """Read one .raw and return it as the (1, 3, H, W) float32 array onnxruntime takes."""
+def read_raw(path: Path, p: TensorsParams, model_layout: str = "NCHW") -> NDArray[np.float32]:
+    """Read one .raw (layout ``p.layout``) as the (1, ...) array the model takes
+    (``model_layout`` NCHW or NHWC)."""
     data = np.fromfile(path, dtype=RAW_DTYPE)
     if data.size * RAW_DTYPE.itemsize != raw_size(p):
         raise DataError(
@@ -93,9 +94,13 @@ def read_raw_nchw(path: Path, p: TensorsParams) -> NDArray[np.float32]:
             f"need {raw_size(p)}. Re-run the tensors stage."
         )
     if p.layout == "NHWC":
-        x = data.reshape(1, p.height, p.width, 3).transpose(0, 3, 1, 2)  # (1,H,W,C)->(1,C,H,W)
+        x = data.reshape(1, p.height, p.width, 3)
+        if model_layout == "NCHW":
+            x = x.transpose(0, 3, 1, 2)  # (1,H,W,C) -> (1,C,H,W)
     else:
         x = data.reshape(1, 3, p.height, p.width)
+        if model_layout == "NHWC":
+            x = x.transpose(0, 2, 3, 1)  # (1,C,H,W) -> (1,H,W,C)
     return np.ascontiguousarray(x.astype(np.float32))
 
 

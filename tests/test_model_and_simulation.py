@@ -151,11 +151,14 @@ def test_histogram_statistics_cached_equal_fresh(centerface_view, photos, tmp_pa
     cache = tmp_path / "cache"
     calibrate.collect(centerface_view, raws[:2], tp, "m" * 64, cache, histograms=True)
     again = calibrate.collect(centerface_view, raws, tp, "m" * 64, cache, histograms=True)
-    assert again.images_run == 2  # the new image: once for min/max, once for its histograms
+    assert again.images_run == 1  # only the new image, min/max and histograms in one run
     fresh = calibrate.collect(centerface_view, raws, tp, "m" * 64, None, histograms=True)
     assert again.pdfs is not None and fresh.pdfs is not None
     for name in centerface_view.all_tensors:
         np.testing.assert_array_equal(again.pdfs[name].pdf, fresh.pdfs[name].pdf)
+    # a new first image changes every support: all images are binned again (two passes)
+    shuffled = calibrate.collect(centerface_view, raws[::-1], tp, "m" * 64, cache, histograms=True)
+    assert shuffled.images_run == 3
     for mode in ("enhanced", "percentile"):
         qp = QuantizeParams(activations={"mode": mode})
         a = calibrate.compute_encodings(centerface_view, again, qp).activations

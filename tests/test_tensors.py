@@ -11,7 +11,7 @@ from pipeline.tensors import (
     parse_input_list,
     preprocess,
     raw_size,
-    read_raw_nchw,
+    read_raw,
     write_raw,
 )
 
@@ -33,7 +33,7 @@ def test_raw_golden_bytes_and_round_trip(tmp_path, layout):
     hwc = np.asarray(img, np.float32)
     expected = hwc if layout == "NHWC" else hwc.transpose(2, 0, 1)
     assert data == expected.astype("<f4").tobytes()
-    back = read_raw_nchw(path, p)
+    back = read_raw(path, p)
     np.testing.assert_array_equal(back[0], hwc.transpose(2, 0, 1))
 
 
@@ -62,7 +62,7 @@ def test_bgr_mean_std():
 def test_raw_of_wrong_size_is_a_clear_error(tmp_path):
     (tmp_path / "x.raw").write_bytes(b"\0" * 12)
     with pytest.raises(DataError, match="need 192"):
-        read_raw_nchw(tmp_path / "x.raw", TensorsParams(height=4, width=4))
+        read_raw(tmp_path / "x.raw", TensorsParams(height=4, width=4))
 
 
 def test_input_list_golden():

@@ -45,7 +45,7 @@ from pipeline.quantize.histogram import (
 from pipeline.quantize.observers import MinMax
 from pipeline.quantize.simulate import Encodings, bias_encodings
 from pipeline.runtime import Runner
-from pipeline.tensors import read_raw_nchw
+from pipeline.tensors import read_raw
 
 STATS_VERSION = "2"
 HISTOGRAM_MODES = ("enhanced", "percentile")
@@ -109,7 +109,7 @@ def _run_batches(
     runner = Runner(with_outputs(view.model, names))
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
-        x = np.concatenate([read_raw_nchw(raws[i], tp) for i in chunk])  # (B,C,H,W)
+        x = np.concatenate([read_raw(raws[i], tp, view.input_layout) for i in chunk])  # (B,C,H,W)
         values = runner.run(x, names)
         for b, i in enumerate(chunk):
             consume(i, {k: v[b] for k, v in values.items()})
@@ -125,104 +125,125 @@ def collect(
     batch_size: int = 1,
     progress: Progress = None,
 ) -> Statistics:
-    """Statistics of every tensor of the model over ``raws``, in order."""
-    names = view.all_tensors
-    n = len(names)
-    cache = _Cache(cache_root, model_sha)
-    keys = [_file_sha(p) for p in raws]
-    per_image = np.empty((len(raws), 2, n))
-    todo = []
-    for i, key in enumerate(keys):
-        hit = cache.load("minmax", key, (2, n))
-        if hit is None:
-            todo.append(i)
-        else:
-            per_image[i] = hit
-            if progress:
-                progress(1)
-    ran = len(todo)
+    """Statistics of every tensor of the model over ``raws``, in order.
 
-    def take_minmax(i: int, acts: dict[str, NDArray[np.float32]]) -> None:
-        one = MinMax.of(names, acts)
-        per_image[i] = np.stack([one.mins, one.maxs])
-        cache.save("minmax", keys[i], per_image[i])
-        if progress:
-            progress(1)
-
-    _run_batches(view, raws, todo, tp, batch_size, take_minmax)
-    total = MinMax(
-        tuple(names),
-        per_image[:, 0].min(0) if len(raws) else np.full(n, np.inf),
-        per_image[:, 1].max(0) if len(raws) else np.full(n, -np.inf),
-        len(raws),
-    )
-    pdfs = None
-    if histograms and len(raws):
-        pdfs, hist_ran = _collect_histograms(view, raws, keys, per_image, tp, cache, batch_size)
-        ran += hist_ran
-    return Statistics(total, per_image, pdfs, ran, len(raws) - len(todo))
-
-
-def _collect_histograms(
-    view: ModelView,
-    raws: Sequence[Path],
-    keys: Sequence[str],
-    per_image: NDArray[np.float64],
-    tp: TensorsParams,
-    cache: _Cache,
-    batch_size: int,
-) -> tuple[dict[str, Pdf], int]:
-    """Per-tensor PDFs over ``raws``. Every image of a calibration set has the same tensor
-    sizes, so the mean of per-image PDFs is the summed integer counts over (size x images):
-    exact, and the same whichever images came from the cache."""
+    The model runs once per image not in the cache. Histograms need each tensor's support,
+    which comes from the first image's min/max: when that image is cached (the usual case after
+    adding images), min/max and histograms of new images come from the same run; otherwise the
+    new images run a second time, once their min/max fixed the supports.
+    """
     names = view.all_tensors
     n, m = len(names), len(raws)
-    supports = np.full((n, 2), np.nan)  # (x_left[0], bucket) per tensor
-    first = np.full(n, m)  # first image whose tensor is not all zero
-    for t in range(n):
-        nonzero = np.flatnonzero((per_image[:, 0, t] != 0.0) | (per_image[:, 1, t] != 0.0))
-        if nonzero.size:
-            first[t] = nonzero[0]
-            supports[t] = support_of(per_image[first[t], 0, t], per_image[first[t], 1, t])
-    kind = "hist-" + hashlib.sha256(supports.tobytes()).hexdigest()[:16]
-    totals = np.zeros((n, PDF_SIZE), dtype=np.int64)
-    sizes = np.zeros(n, dtype=np.int64)
-
-    def add(i: int, entry: NDArray[np.int64]) -> None:
-        used = first <= i  # libpymo skips a tensor's all-zero batches before its support
-        totals[used] += entry[used, :PDF_SIZE]
-        sizes[:] = entry[:, PDF_SIZE]
-
-    todo = []
+    cache = _Cache(cache_root, model_sha)
+    keys = [_file_sha(p) for p in raws]
+    per_image = np.empty((m, 2, n))
+    known = np.zeros(m, dtype=bool)
     for i, key in enumerate(keys):
-        hit = cache.load(kind, key, (n, PDF_SIZE + 1))
-        if hit is None:
-            todo.append(i)
-        else:
-            add(i, hit.astype(np.int64))
+        hit = cache.load("minmax", key, (2, n))
+        if hit is not None:
+            per_image[i], known[i] = hit, True
+    cached = int(known.sum())
+    if progress and cached:
+        progress(cached)
+    hist = _Histograms(names, per_image, known, keys, cache) if histograms and m else None
+    if hist is not None and not hist.ready:
+        hist = None  # supports depend on images not seen yet: histograms in a second pass
 
     def take(i: int, acts: dict[str, NDArray[np.float32]]) -> None:
-        entry = np.zeros((n, PDF_SIZE + 1), dtype=np.int64)
-        for t, name in enumerate(names):
-            if first[t] < m:
-                entry[t, :PDF_SIZE] = bin_counts(acts[name], *supports[t])
-            entry[t, PDF_SIZE] = acts[name].size
-        cache.save(kind, keys[i], entry)
-        add(i, entry)
+        if not known[i]:
+            one = MinMax.of(names, acts)
+            per_image[i] = np.stack([one.mins, one.maxs])
+            cache.save("minmax", keys[i], per_image[i])
+            if progress:
+                progress(1)
+        if hist is not None and i in hist.todo:
+            hist.take(i, acts)
 
+    todo = sorted({i for i in range(m) if not known[i]} | (hist.todo if hist else set()))
     _run_batches(view, raws, todo, tp, batch_size, take)
-    pdfs = {}
-    for t, name in enumerate(names):
-        pdf = Pdf(
-            seen=True, min=float(per_image[:, 0, t].min()), max=float(per_image[:, 1, t].max())
-        )
-        if first[t] < m:
-            k = m - int(first[t])
-            pdf.set_support(float(supports[t, 0]), float(supports[t, 1]))
-            pdf.pdf = totals[t] / (float(sizes[t]) * k)
-            pdf.iterations = k
-        pdfs[name] = pdf
-    return pdfs, len(todo)
+    ran = len(todo)
+    if histograms and m and hist is None:
+        hist = _Histograms(names, per_image, np.ones(m, dtype=bool), keys, cache)
+        second = sorted(hist.todo)
+        _run_batches(view, raws, second, tp, batch_size, hist.take)
+        ran += len(second)
+    total = MinMax(
+        tuple(names),
+        per_image[:, 0].min(0) if m else np.full(n, np.inf),
+        per_image[:, 1].max(0) if m else np.full(n, -np.inf),
+        m,
+    )
+    pdfs = hist.pdfs(per_image) if hist is not None else None
+    return Statistics(total, per_image, pdfs, ran, cached)
+
+
+class _Histograms:
+    """Per-tensor PDFs over a calibration set. Every image of a set has the same tensor sizes,
+    so the mean of per-image PDFs is the summed integer counts over (size x images): exact,
+    and the same whichever images came from the cache."""
+
+    def __init__(
+        self,
+        names: Sequence[str],
+        per_image: NDArray[np.float64],
+        known: NDArray[np.bool_],
+        keys: Sequence[str],
+        cache: _Cache,
+    ) -> None:
+        n, m = len(names), len(keys)
+        self.names, self.keys, self.cache, self.m = list(names), list(keys), cache, m
+        self.supports = np.full((n, 2), np.nan)  # (first left edge, width) per tensor
+        self.first = np.full(n, m)  # first image whose tensor is not all zero
+        self.ready = True
+        for t in range(n):
+            for i in range(m):
+                if not known[i]:
+                    self.ready = False  # this tensor's support may come from image i
+                    break
+                if per_image[i, 0, t] != 0.0 or per_image[i, 1, t] != 0.0:
+                    self.first[t] = i
+                    self.supports[t] = support_of(per_image[i, 0, t], per_image[i, 1, t])
+                    break
+        self.kind = "hist-" + hashlib.sha256(self.supports.tobytes()).hexdigest()[:16]
+        self.totals = np.zeros((n, PDF_SIZE), dtype=np.int64)
+        self.sizes = np.zeros(n, dtype=np.int64)
+        self.todo: set[int] = set()
+        if not self.ready:
+            return
+        for i, key in enumerate(keys):
+            hit = cache.load(self.kind, key, (n, PDF_SIZE + 1))
+            if hit is None:
+                self.todo.add(i)
+            else:
+                self._add(i, hit.astype(np.int64))
+
+    def _add(self, i: int, entry: NDArray[np.int64]) -> None:
+        used = self.first <= i  # libpymo skips a tensor's all-zero batches before its support
+        self.totals[used] += entry[used, :PDF_SIZE]
+        self.sizes[:] = entry[:, PDF_SIZE]
+
+    def take(self, i: int, acts: dict[str, NDArray[np.float32]]) -> None:
+        entry = np.zeros((len(self.names), PDF_SIZE + 1), dtype=np.int64)
+        for t, name in enumerate(self.names):
+            if self.first[t] < self.m:
+                entry[t, :PDF_SIZE] = bin_counts(acts[name], *self.supports[t])
+            entry[t, PDF_SIZE] = acts[name].size
+        self.cache.save(self.kind, self.keys[i], entry)
+        self._add(i, entry)
+
+    def pdfs(self, per_image: NDArray[np.float64]) -> dict[str, Pdf]:
+        out = {}
+        for t, name in enumerate(self.names):
+            pdf = Pdf(
+                seen=True, min=float(per_image[:, 0, t].min()), max=float(per_image[:, 1, t].max())
+            )
+            if self.first[t] < self.m:
+                k = self.m - int(self.first[t])
+                pdf.set_support(float(self.supports[t, 0]), float(self.supports[t, 1]))
+                pdf.pdf = self.totals[t] / (float(self.sizes[t]) * k)
+                pdf.iterations = k
+            out[name] = pdf
+        return out
 
 
 def activation_encoding(name: str, stats: Statistics, qp: QuantizeParams) -> Encoding:
@@ -292,7 +313,7 @@ def weight_encodings(w: NDArray[np.float32], axis: int, qp: QuantizeParams) -> l
 
 
 def compute_encodings(view: ModelView, stats: Statistics, qp: QuantizeParams) -> Encodings:
-    """Encodings for every activation tensor of the model and every Conv weight and bias."""
+    """Encodings for every activation tensor of the model and every weight and bias."""
     if stats.minmax.count == 0:
         raise NoStatisticsError(
             "the calibration set is empty: curate picked no calibration images. "
@@ -310,6 +331,7 @@ def compute_encodings(view: ModelView, stats: Statistics, qp: QuantizeParams) ->
     biases = {
         op.bias_name: bias_encodings(op, partial, qp.bias_bitwidth, qp.min_range_value)
         for op in view.weighted
+        if op.bias_name
     }
     return Encodings(acts, weights, biases, axes)
 

@@ -132,7 +132,10 @@ def for_model(loaded: LoadedEncodings, view: ModelView, source: Path) -> Encodin
     (QNN would silently recalibrate it from the input list, quic/aimet #4071)."""
     missing = [t for t in view.kept_tensors if t not in loaded.activations]
     missing += [
-        n for op in view.weighted for n in (op.weight_name, op.bias_name) if n not in loaded.params
+        n
+        for op in view.weighted
+        for n in (op.weight_name, op.bias_name)
+        if n and n not in loaded.params
     ]
     if missing:
         raise DataError(
@@ -141,6 +144,6 @@ def for_model(loaded: LoadedEncodings, view: ModelView, source: Path) -> Encodin
         )
     acts = {t: es[0] for t, es in loaded.activations.items()}
     weights = {op.weight_name: loaded.params[op.weight_name] for op in view.weighted}
-    biases = {op.bias_name: loaded.params[op.bias_name] for op in view.weighted}
+    biases = {op.bias_name: loaded.params[op.bias_name] for op in view.weighted if op.bias_name}
     axes = {op.weight_name: op.axis for op in view.weighted}
     return Encodings(acts, weights, biases, axes)

@@ -145,13 +145,18 @@ def build_quantized_model(
                     op.axis,
                     options.round_mode,
                 )
-                b = _fake_quant_bias(b, biases[op.bias_name], options.round_mode)
-            w_name, b_name = f"{op.weight_name}__sim", f"{op.bias_name}__sim"
-            new_inits += [numpy_helper.from_array(w, w_name), numpy_helper.from_array(b, b_name)]
+                if op.bias_name:
+                    b = _fake_quant_bias(b, biases[op.bias_name], options.round_mode)
+            w_name = f"{op.weight_name}__sim"
+            new_inits.append(numpy_helper.from_array(w, w_name))
             n = onnx.NodeProto()
             n.CopyFrom(node)
             del n.input[:]
-            n.input.extend([node.input[0], w_name, b_name])
+            n.input.extend([node.input[0], w_name])
+            if op.bias_name:
+                b_name = f"{op.bias_name}__sim"
+                new_inits.append(numpy_helper.from_array(b, b_name))
+                n.input.append(b_name)
             n.output[0] = op.conv_output  # the BN's output when BN was folded in
             new_nodes.append(n)
         else:

@@ -1,0 +1,124 @@
+"""Models other than the demo: Gemm/MatMul weights, BN folding without bias, ReLU6 fusion, NHWC
+input, an opset older than 13 -- analysed, quantized and simulated on real onnxruntime."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from pipeline import model
+from pipeline.errors import ModelError
+from pipeline.params import QuantizeParams, TensorsParams
+from pipeline.quantize import calibrate
+from pipeline.quantize.simulate import SimOptions, build_quantized_model
+from pipeline.runtime import Runner
+from pipeline.tensors import preprocess, write_raw
+
+
+def _init(name: str, arr: np.ndarray) -> onnx.TensorProto:
+    return numpy_helper.from_array(arr.astype(np.float32), name)
+
+
+def small_model(nhwc: bool = False, opset: int = 13) -> onnx.ModelProto:
+    rng = np.random.default_rng(0)
+    nodes, inits = [], []
+    x = "image"
+    if nhwc:
+        nodes.append(helper.make_node("Transpose", [x], ["x_nchw"], perm=[0, 3, 1, 2]))
+        x = "x_nchw"
+    inits += [
+        _init("w1", rng.normal(size=(8, 3, 3, 3)) * 0.2),
+        _init("bn_g", rng.uniform(0.5, 1.5, 8)),
+        _init("bn_b", rng.normal(size=8)),
+        _init("bn_m", rng.normal(size=8) * 0.1),
+        _init("bn_v", rng.uniform(0.5, 2, 8)),
+        _init("w2", rng.normal(size=(8, 8, 3, 3)) * 0.2),
+        _init("b2", rng.normal(size=8)),
+        _init("lo", np.array(0.0)),
+        _init("hi", np.array(6.0)),
+        _init("fc_w", rng.normal(size=(16, 8)) * 0.3),
+        _init("fc_b", rng.normal(size=16)),
+        _init("mm_w", rng.normal(size=(16, 4)) * 0.3),
+    ]
+    nodes += [
+        helper.make_node("Conv", [x, "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c1", "bn_g", "bn_b", "bn_m", "bn_v"], ["bn1"]),
+        helper.make_node("Relu", ["bn1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]),
+        helper.make_node("Clip", ["c2", "lo", "hi"], ["r2"]),
+        helper.make_node("GlobalAveragePool", ["r2"], ["gap"]),
+        helper.make_node("Flatten", ["gap"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["fc"], transB=1),
+        helper.make_node("Relu", ["fc"], ["fc_r"]),
+        helper.make_node("MatMul", ["fc_r", "mm_w"], ["logits"]),
+    ]
+    shape = ["N", "H", "W", 3] if nhwc else ["N", 3, "H", "W"]
+    g = helper.make_graph(
+        nodes,
+        "small",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 4])],
+        inits,
+    )
+    if opset < 11:  # Clip takes min/max as attributes before opset 11
+        nodes[5 if nhwc else 4] = helper.make_node("Clip", ["c2"], ["r2"], min=0.0, max=6.0)
+        g = helper.make_graph(
+            nodes, "small", g.input, g.output, [i for i in inits if i.name not in ("lo", "hi")]
+        )
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def test_analysis_of_gemm_matmul_bn_relu6():
+    v = model.analyze(small_model())
+    ops = {op.op_type: op for op in v.weighted}
+    assert set(ops) == {"Conv", "Gemm", "MatMul"}
+    assert ops["Gemm"].axis == 0 and ops["MatMul"].axis == 1
+    assert ops["MatMul"].bias_name == ""
+    conv1 = next(op for op in v.weighted if op.weight_name == "w1")
+    assert conv1.folded_bn is not None and conv1.bias_name == "bn_b"  # BN's beta carries the bias
+    assert v.fused_into["c1"] == "r1" and v.fused_into["c2"] == "r2"  # Conv+BN+ReLU, Conv+ReLU6
+    assert "c2" not in v.kept_tensors and "r2" in v.kept_tensors
+
+
+@pytest.mark.parametrize(("nhwc", "opset"), [(False, 13), (True, 13), (False, 9)])
+def test_quantize_and_simulate_other_models(nhwc, opset, photos, tmp_path):
+    m = small_model(nhwc, opset)
+    if opset < 13:
+        m = model.prepare(m)
+    v = model.analyze(m)
+    assert v.input_layout == ("NHWC" if nhwc else "NCHW")
+    tp = TensorsParams(height=32, width=32, layout="NCHW")
+    raws = []
+    for i in range(3):
+        raws.append(tmp_path / f"{i}.raw")
+        write_raw(raws[-1], preprocess(__import__("PIL.Image").Image.open(photos[i]), tp))
+    stats = calibrate.collect(v, raws, tp, "s" * 64, None)
+    for bw in (8, 16):
+        qp = QuantizeParams(activations={"bitwidth": bw}, weights={"bitwidth": bw})
+        enc = calibrate.compute_encodings(v, stats, qp)
+        assert len(enc.weights["fc_w"]) == 16 and len(enc.weights["mm_w"]) == 4  # per channel
+        assert "mm_w__bias" not in enc.biases and set(enc.biases) == {"bn_b", "b2", "fc_b"}
+        x = __import__("pipeline.tensors", fromlist=["read_raw"]).read_raw(
+            raws[0], tp, v.input_layout
+        )
+        ref = Runner(v.model).run(x)["logits"]
+        got = Runner(build_quantized_model(v, enc, SimOptions()), "basic").run(x)["logits"]
+        err = np.abs(got - ref).max() / np.abs(ref).max()
+        assert err < (0.05 if bw == 8 else 1e-3), (bw, err)
+
+
+def test_nhwc_spec_mismatch_names_layout():
+    v = model.analyze(
+        helper.make_model(
+            helper.make_graph(
+                [helper.make_node("Relu", ["x"], ["y"])],
+                "g",
+                [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64, 64, 3])],
+                [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64, 64, 3])],
+            )
+        )
+    )
+    with pytest.raises(ModelError, match=r"NHWC.*height differs"):
+        model.check_input_spec(v, 32, 64)
