@@ -311,3 +311,42 @@ def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
             m.graph.output.append(helper.make_empty_tensor_value_info(name))
             existing.add(name)
     return m
+
+
+def with_minmax_outputs(
+    model: onnx.ModelProto, names: list[str]
+) -> tuple[onnx.ModelProto, list[str]]:
+    """A copy of ``model`` that returns, for each tensor in ``names``, its per-sample min and
+    max as (B,) outputs ``<name>__min`` / ``<name>__max``, reduced inside onnxruntime so no
+    activation is copied out (Flatten keeps the batch axis, Reduce* takes the rest). Each
+    reduction is placed right after its producer, so the runtime can free the tensor early.
+    """
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 13)
+    if opset >= 18:
+        g.initializer.append(numpy_helper.from_array(np.array([1], np.int64), "__fieldcal_axis1"))
+
+    def reductions(name: str) -> list[onnx.NodeProto]:
+        flat = f"{name}__flat"
+        nodes = [helper.make_node("Flatten", [name], [flat], axis=1)]
+        for op, suffix in (("ReduceMin", "min"), ("ReduceMax", "max")):
+            out = f"{name}__{suffix}"
+            if opset >= 18:
+                nodes.append(helper.make_node(op, [flat, "__fieldcal_axis1"], [out], keepdims=0))
+            else:
+                nodes.append(helper.make_node(op, [flat], [out], axes=[1], keepdims=0))
+        return nodes
+
+    wanted = set(names)
+    ordered = [n for name in names if name in {i.name for i in g.input} for n in reductions(name)]
+    for node in g.node:
+        ordered.append(node)
+        ordered += [r for t in node.output if t in wanted for r in reductions(t)]
+    del g.node[:]
+    g.node.extend(ordered)
+    outs = [f"{name}__{s}" for name in names for s in ("min", "max")]
+    for out in outs:
+        g.output.append(helper.make_empty_tensor_value_info(out))
+    return m, outs

@@ -127,7 +127,8 @@ class WeightQuant(_Section):
 
 
 class QuantizeParams(_Section):
-    backend: Literal["embedded"] = "embedded"
+    # "qnn": also run the QNN SDK's qnn-onnx-converter (must be on PATH) with matching flags.
+    backend: Literal["embedded", "qnn"] = "embedded"
     activations: ActivationQuant = ActivationQuant()
     weights: WeightQuant = WeightQuant()
     bias_bitwidth: Literal[8, 32] = 32

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipeline import model
+from pipeline import model, qnn
 from pipeline.atomic import write_json
+from pipeline.errors import PipelineError
 from pipeline.params import Params
 from pipeline.progress import progress
 from pipeline.quantize import calibrate, encodings_json
@@ -32,6 +33,17 @@ def main(params: Params) -> None:
     write_json(
         out / "calibration.json", calibrate.calibration_record(view, stats.minmax, model_sha)
     )
+    if qp.backend == "qnn":
+        tool = qnn.find_tool(qnn.CONVERTER)
+        if tool is None:
+            raise PipelineError(
+                f"quantize.backend is 'qnn' but {qnn.CONVERTER} is not on PATH; source the QNN "
+                "SDK's bin/envsetup.sh first, or set quantize.backend: embedded"
+            )
+        lst = paths.out / "tensors" / "calibration" / "input_list.txt"
+        qnn.run(
+            qnn.converter_command(params.model.path, lst, out / "qnn" / "model.cpp", qp, tool=tool)
+        )
     print(
         f"quantize: {len(enc.activations)} activation and "
         f"{len(enc.weights) + len(enc.biases)} param encodings from {stats.minmax.count} images "

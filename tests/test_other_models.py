@@ -122,3 +122,20 @@ def test_nhwc_spec_mismatch_names_layout():
     )
     with pytest.raises(ModelError, match=r"NHWC.*height differs"):
         model.check_input_spec(v, 32, 64)
+
+
+def test_nan_activation_is_a_clear_error_naming_the_tensor(tmp_path):
+    g = helper.make_graph(
+        [helper.make_node("Log", ["x"], ["logx"]), helper.make_node("Relu", ["logx"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+    )
+    v = model.analyze(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
+    tp = TensorsParams(height=4, width=4, layout="NCHW")
+    raw = tmp_path / "neg.raw"
+    write_raw(raw, -np.ones((1, 3, 4, 4), np.float32))  # log of a negative number is NaN
+    from pipeline.errors import DataError
+
+    with pytest.raises(DataError, match=r"tensor 'logx' contains NaN"):
+        calibrate.collect(v, [raw], tp, "s" * 64, None)

@@ -16,8 +16,11 @@ Memory is bounded by one batch of activations, never by the number of images.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +28,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pipeline.atomic import atomic_path
-from pipeline.errors import NoStatisticsError
-from pipeline.model import ModelView, with_outputs
+from pipeline.errors import DataError, NoStatisticsError
+from pipeline.model import ModelView, with_minmax_outputs, with_outputs
 from pipeline.params import QuantizeParams, TensorsParams
 from pipeline.quantize.encoding import (
     Encoding,
@@ -48,6 +51,13 @@ from pipeline.runtime import Runner
 from pipeline.tensors import read_raw
 
 STATS_VERSION = "2"
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="fieldcal-bin")
+
+
 HISTOGRAM_MODES = ("enhanced", "percentile")
 Progress = Callable[[int], None] | None
 
@@ -109,10 +119,41 @@ def _run_batches(
     runner = Runner(with_outputs(view.model, names))
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
-        x = np.concatenate([read_raw(raws[i], tp, view.input_layout) for i in chunk])  # (B,C,H,W)
+        x = np.concatenate([read_raw(raws[i], tp, view.input_layout) for i in chunk])
         values = runner.run(x, names)
         for b, i in enumerate(chunk):
             consume(i, {k: v[b] for k, v in values.items()})
+
+
+def _run_minmax(
+    view: ModelView,
+    raws: Sequence[Path],
+    todo: Sequence[int],
+    tp: TensorsParams,
+    batch_size: int,
+    consume: Callable[[int, NDArray[np.float64]], None],
+) -> None:
+    """Per-image (2, tensors) min/max with the reductions inside onnxruntime: no activation
+    leaves the runtime, so memory stays near plain inference."""
+    if not todo:
+        return
+    names = view.all_tensors
+    reduced, outs = with_minmax_outputs(view.model, names)
+    runner = Runner(reduced)
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        x = np.concatenate([read_raw(raws[i], tp, view.input_layout) for i in chunk])
+        values = runner.run(x, outs)
+        for b, i in enumerate(chunk):
+            mins = np.array([float(values[f"{n}__min"][b]) for n in names])
+            maxs = np.array([float(values[f"{n}__max"][b]) for n in names])
+            bad = np.isnan(mins) | np.isnan(maxs)
+            if bad.any():
+                raise DataError(
+                    f"tensor {names[int(np.flatnonzero(bad)[0])]!r} contains NaN on "
+                    f"{raws[i]}; check the input tensors (mean/std) and the model"
+                )
+            consume(i, np.stack([mins, maxs]))
 
 
 def collect(
@@ -149,18 +190,26 @@ def collect(
     if hist is not None and not hist.ready:
         hist = None  # supports depend on images not seen yet: histograms in a second pass
 
+    def take_minmax(i: int, mm: NDArray[np.float64]) -> None:
+        per_image[i] = mm
+        cache.save("minmax", keys[i], mm)
+        if progress:
+            progress(1)
+
     def take(i: int, acts: dict[str, NDArray[np.float32]]) -> None:
         if not known[i]:
             one = MinMax.of(names, acts)
-            per_image[i] = np.stack([one.mins, one.maxs])
-            cache.save("minmax", keys[i], per_image[i])
-            if progress:
-                progress(1)
+            take_minmax(i, np.stack([one.mins, one.maxs]))
         if hist is not None and i in hist.todo:
             hist.take(i, acts)
 
-    todo = sorted({i for i in range(m) if not known[i]} | (hist.todo if hist else set()))
-    _run_batches(view, raws, todo, tp, batch_size, take)
+    missing = [i for i in range(m) if not known[i]]
+    if hist is None:  # min/max only (now): reduce inside the runtime
+        _run_minmax(view, raws, missing, tp, batch_size, take_minmax)
+        todo = missing
+    else:  # histograms need the activations themselves: one run gives both
+        todo = sorted(set(missing) | hist.todo)
+        _run_batches(view, raws, todo, tp, batch_size, take)
     ran = len(todo)
     if histograms and m and hist is None:
         hist = _Histograms(names, per_image, np.ones(m, dtype=bool), keys, cache)
@@ -224,10 +273,15 @@ class _Histograms:
 
     def take(self, i: int, acts: dict[str, NDArray[np.float32]]) -> None:
         entry = np.zeros((len(self.names), PDF_SIZE + 1), dtype=np.int64)
-        for t, name in enumerate(self.names):
+
+        def one(t: int) -> None:
+            name = self.names[t]
             if self.first[t] < self.m:
                 entry[t, :PDF_SIZE] = bin_counts(acts[name], *self.supports[t])
             entry[t, PDF_SIZE] = acts[name].size
+
+        # numpy releases the GIL on large arrays: bin tensors on every core
+        list(_pool().map(one, range(len(self.names))))
         self.cache.save(self.kind, self.keys[i], entry)
         self._add(i, entry)
 

@@ -1,0 +1,165 @@
+"""Calibration cost: fieldcal's statistics against onnxruntime's calibrators and the float floor.
+
+    .venv/bin/python benchmarks/calibration.py            # N = 64 and 256, 640x480 images
+    .venv/bin/python benchmarks/calibration.py --n 16 --n 32 --ort-percentile-max 32
+
+Baseline ("floor"): plain float inference of the same images with onnxruntime, graph
+optimisations on, the model's own outputs only. Every method runs in a fresh process over the
+same .raw tensors (derived from the demo photographs: seeded crops resized to 640x480, fed one
+image per call); the table prints wall time and peak RSS, and each as a ratio to the floor at
+the same N, measured in the same run.
+
+Methods:
+* ``fieldcal tf``: min/max of every tensor (``tf``/``symmetric`` encodings);
+* ``fieldcal hist``: min/max plus libpymo-style histograms (``enhanced``/``percentile``);
+* ``ort MinMax`` / ``ort Percentile``: ``onnxruntime.quantization.calibrate.create_calibrator``.
+  onnxruntime's Percentile keeps every activation in memory (14 GB past 64 images on this model),
+  so it runs only up to ``--ort-percentile-max`` images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+H, W = 480, 640
+METHODS = ("floor", "fieldcal tf", "fieldcal hist", "ort MinMax", "ort Percentile")
+
+
+def make_raws(folder: Path, n: int) -> list[Path]:
+    from PIL import Image
+
+    from pipeline.demo import PHOTOS, _package_dir
+    from pipeline.params import TensorsParams
+    from pipeline.tensors import preprocess, write_raw
+
+    tp = TensorsParams(height=H, width=W, layout="NCHW", resize="stretch")
+    rng = np.random.default_rng(0)
+    sources = [_package_dir(p.package) / p.rel for p in PHOTOS]
+    out = []
+    for i in range(n):
+        with Image.open(sources[i % len(sources)]) as im:
+            im = im.convert("RGB")
+            w, h = im.size
+            cw, ch = int(w * rng.uniform(0.6, 1)), int(h * rng.uniform(0.6, 1))
+            x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+            x = preprocess(im.crop((x0, y0, x0 + cw, y0 + ch)), tp)
+        out.append(folder / f"{i:05d}.raw")
+        write_raw(out[-1], x)
+    return out
+
+
+def model_path() -> Path:
+    from pipeline.params import load_params
+
+    path = ROOT / load_params(ROOT / "params.yaml").model.path
+    if not path.is_file():
+        raise SystemExit(f"{path} missing: run `fieldcal demo init` first")
+    return path
+
+
+def run_one(method: str, raws: list[Path]) -> dict[str, float]:
+    from pipeline import model
+    from pipeline.params import TensorsParams
+    from pipeline.quantize import calibrate
+    from pipeline.runtime import Runner
+    from pipeline.tensors import read_raw
+
+    tp = TensorsParams(height=H, width=W, layout="NCHW")
+    view = model.analyze(model.load(model_path()))
+    t0 = time.perf_counter()
+    if method == "floor":
+        runner = Runner(view.model)
+        for p in raws:
+            runner.run(read_raw(p, tp))
+    elif method.startswith("fieldcal"):
+        calibrate.collect(view, raws, tp, "bench", None, histograms=method.endswith("hist"))
+    else:
+        from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
+
+        class Reader:
+            def __init__(self) -> None:
+                self.it = iter(raws)
+
+            def get_next(self) -> dict[str, np.ndarray] | None:
+                p = next(self.it, None)
+                return None if p is None else {view.input_name: read_raw(p, tp)}
+
+        with tempfile.TemporaryDirectory() as tmp:
+            cal_method = (
+                CalibrationMethod.MinMax if method == "ort MinMax" else CalibrationMethod.Percentile
+            )
+            cal = create_calibrator(
+                model_path(), augmented_model_path=f"{tmp}/aug.onnx", calibrate_method=cal_method
+            )
+            cal.collect_data(Reader())
+            cal.compute_data()
+    wall = time.perf_counter() - t0
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"wall_s": wall, "peak_rss_mb": rss_mb}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--n", type=int, action="append", help="image counts (default 64 and 256)")
+    ap.add_argument("--ort-percentile-max", type=int, default=64)
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    ap.add_argument("--raws", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:  # child process: one measurement
+        raws = sorted(args.raws.glob("*.raw"))[: args.n[0]]
+        print(json.dumps(run_one(args.one, raws)))
+        return
+    counts = args.n or [64, 256]
+    with tempfile.TemporaryDirectory(prefix="fieldcal-bench-") as tmp:
+        raws_dir = Path(tmp)
+        make_raws(raws_dir, max(counts))
+        results: dict[tuple[str, int], dict[str, float]] = {}
+        for n in counts:
+            for method in METHODS:
+                if method == "ort Percentile" and n > args.ort_percentile_max:
+                    continue
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--one", method, "--n", str(n), "--raws", tmp],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                results[(method, n)] = json.loads(proc.stdout.strip().splitlines()[-1])
+                print(f"  measured {method} N={n}: {results[(method, n)]}", file=sys.stderr)
+    print(
+        f"\nCalibration, CenterFace {W}x{H}, baseline = floor (plain float inference), same run\n"
+    )
+    print("| method | N | wall s | x floor | peak RSS MB | x floor |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for n in counts:
+        base = results[("floor", n)]
+        for method in METHODS:
+            r = results.get((method, n))
+            if r is None:
+                continue
+            print(
+                f"| {method} | {n} | {r['wall_s']:.1f} | {r['wall_s'] / base['wall_s']:.2f} | "
+                f"{r['peak_rss_mb']:.0f} | {r['peak_rss_mb'] / base['peak_rss_mb']:.2f} |"
+            )
+    if len(counts) > 1:
+        lo, hi = min(counts), max(counts)
+        for method in ("fieldcal tf", "fieldcal hist"):
+            ratio = results[(method, hi)]["peak_rss_mb"] / results[(method, lo)]["peak_rss_mb"]
+            print(f"\n{method}: peak RSS at N={hi} is {ratio:.2f}x that at N={lo}", end="")
+        print()
+
+
+if __name__ == "__main__":
+    main()
