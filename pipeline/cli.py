@@ -22,6 +22,8 @@ demo_app = typer.Typer(no_args_is_help=True, help="The embedded demo: real model
 params_app = typer.Typer(no_args_is_help=True, help="Inspect and validate params.yaml.")
 app.add_typer(demo_app, name="demo")
 app.add_typer(params_app, name="params")
+encodings_app = typer.Typer(no_args_is_help=True, help="Inspect QNN/AIMET encodings files.")
+app.add_typer(encodings_app, name="encodings")
 
 ParamsOpt = Annotated[
     Path, typer.Option("--params", help="params.yaml of the project", dir_okay=False)
@@ -98,21 +100,13 @@ def gate(root: RootOpt = Path("."), params: ParamsOpt | None = None) -> None:
     if not path.is_file():
         typer.echo(f"fieldcal: {path} not found; run `dvc repro` first", err=True)
         raise typer.Exit(1)
+    from pipeline.evaluate import gate_failures
+
     metrics = json.loads(path.read_text(encoding="utf-8"))
-    failed = False
-    for scene, m in sorted(metrics["scenes"].items()):
-        g = m["gate"]
-        for key, metric, label in (
-            ("cosine_min", "output_cosine", "output cosine"),
-            ("sqnr_min_db", "output_sqnr_db", "output SQNR dB"),
-        ):
-            if g.get(key) is not None and m[metric] < g[key]:
-                failed = True
-                typer.echo(
-                    f"FAIL {scene}: {label} {m[metric]:.6g} < {g[key]:.6g}; "
-                    f"worst layer {m['worst_layer']} ({m['worst_layer_sqnr_db']:.2f} dB)"
-                )
-    if failed:
+    failures = [f for s, m in sorted(metrics["scenes"].items()) for f in gate_failures(s, m)]
+    for f in failures:
+        typer.echo(f"FAIL {f.line()}")
+    if failures:
         raise typer.Exit(1)
     typer.echo(f"gate: all {len(metrics['scenes'])} scenes pass")
 
@@ -139,6 +133,51 @@ def doctor(root: RootOpt = Path("."), params: ParamsOpt | None = None) -> None:
         for f in paths:
             typer.echo(f"       {f}")
     typer.echo(f"{len(rows)} file(s) not used")
+
+
+ExistingFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]
+
+
+@encodings_app.command("diff")
+def encodings_diff(
+    a: ExistingFile,
+    b: ExistingFile,
+    tolerance: Annotated[float, typer.Option(help="relative scale change to report")] = 0.01,
+    json_out: Annotated[Path | None, typer.Option("--json", help="also write JSON here")] = None,
+    top: Annotated[int, typer.Option(help="rows to print")] = 30,
+) -> None:
+    """Tensors whose range, scale or offset moved between two encodings files, by size."""
+    from pipeline.atomic import write_json
+    from pipeline.quantize import encodings_json
+
+    try:
+        changes, only_a, only_b = encodings_json.diff(
+            encodings_json.read(a), encodings_json.read(b), tolerance
+        )
+    except PipelineError as err:
+        raise _fail(err) from None
+    typer.echo(
+        f"{len(changes)} tensor(s) moved beyond {tolerance:.2%} in scale or by an offset"
+        f" step; {len(only_a)} only in A, {len(only_b)} only in B"
+    )
+    if changes:
+        typer.echo(f"{'tensor':<28} {'kind':<10} {'scale %':>9} {'offset':>6}  range A -> range B")
+    for c in changes[:top]:
+        typer.echo(
+            f"{c.tensor:<28} {c.kind:<10} {100 * c.scale_change:>9.2f} "
+            f"{c.offset_change:>6}  [{c.min_a:.4g}, {c.max_a:.4g}] -> "
+            f"[{c.min_b:.4g}, {c.max_b:.4g}]"
+        )
+    if json_out is not None:
+        write_json(
+            json_out,
+            {
+                "tolerance": tolerance,
+                "only_in_a": only_a,
+                "only_in_b": only_b,
+                "changes": [vars(c) for c in changes],
+            },
+        )
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ oneshot-layerwise); attribution re-runs with weights only and activations only q
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,9 +26,17 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from pipeline.detect import DECODERS, Agreement
+from pipeline.errors import ParamsError
 from pipeline.model import ModelView, with_outputs
 from pipeline.params import EvaluateParams, Gate, QuantizeParams, TensorsParams
-from pipeline.quantize.simulate import Encodings, SimOptions, build_quantized_model
+from pipeline.quantize.encoding import RoundMode
+from pipeline.quantize.simulate import (
+    Encodings,
+    SimOptions,
+    build_layerwise_model,
+    build_quantized_model,
+)
 from pipeline.runtime import Runner
 from pipeline.tensors import read_raw
 
@@ -60,6 +68,8 @@ class LayerAcc:
     see: float = 0.0
     max_abs: float = 0.0
     clipped: int = 0
+    images: int = 0
+    sum_image_sqnr: float = 0.0
     worst_sqnr: float = math.inf
     worst_image: str = ""
 
@@ -78,6 +88,8 @@ class LayerAcc:
         self.max_abs = max(self.max_abs, float(np.abs(e).max()) if e.size else 0.0)
         self.clipped += int(np.count_nonzero((x < lo) | (x > hi)))
         s = sqnr_db(sxx, see)
+        self.images += 1
+        self.sum_image_sqnr += s
         if s < self.worst_sqnr:
             self.worst_sqnr, self.worst_image = s, image
 
@@ -87,6 +99,9 @@ class LayerAcc:
     def summary(self, signal: str) -> dict[str, Any]:
         return {
             "sqnr_db": self.sqnr(signal),
+            "sqnr_golden_db": self.sqnr("golden"),
+            "sqnr_inference_db": self.sqnr("inference"),
+            "mean_image_sqnr_db": self.sum_image_sqnr / self.images if self.images else None,
             "cosine": cosine(self.sxy, self.sxx, self.syy),
             "mse": self.see / max(self.n, 1),
             "max_abs_error": self.max_abs,
@@ -107,6 +122,31 @@ class EvalImage:
 class SceneResult:
     images: int = 0
     layers: dict[str, dict[str, LayerAcc]] = field(default_factory=dict)  # variant -> tensor
+    detections: Agreement | None = None
+    # per kept tensor: share of max |x| needed to cover 99.99 % of |x| (float model), per image
+    tail: dict[str, list[float]] = field(default_factory=dict)
+    # layer -> {"enabled_only": LayerAcc per output, "disabled": ...}
+    sensitivity: dict[str, dict[str, dict[str, LayerAcc]]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    attribution: bool = True
+    layerwise: bool = True
+    sensitivity_layers: int = 0
+    decoder: str = "none"
+    detection_threshold: float = 0.5
+    round_mode: str = "half_away"
+
+
+def _tail_ratio(x: NDArray[np.float32]) -> float:
+    """quantile(|x|, 0.9999) / max|x| on a fixed stride of at most ~200k samples."""
+    flat = np.abs(x.ravel())
+    peak = float(flat.max()) if flat.size else 0.0
+    if peak == 0.0:
+        return 1.0
+    sample = flat[:: max(1, flat.size // 200_000)]
+    return float(np.quantile(sample, 0.9999)) / peak
 
 
 def run_evaluation(
@@ -114,23 +154,31 @@ def run_evaluation(
     enc: Encodings,
     images: Sequence[EvalImage],
     tp: TensorsParams,
-    attribution: bool = True,
-    round_mode: str = "half_away",
+    opts: EvalOptions = EvalOptions(),
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, SceneResult]:
-    """Run the float model and each quantized variant on every image; accumulate per scene."""
+    """Run the float model and each quantized variant on every image; accumulate per scene.
+
+    Variants: ``full`` (oneshot: everything quantized, errors accumulate), ``weights_only`` and
+    ``activations_only`` (attribution), ``layerwise`` (each layer fed float inputs).
+    """
     names = view.kept_tensors
+    mode: RoundMode = "half_even" if opts.round_mode == "half_even" else "half_away"
     float_runner = Runner(with_outputs(view.model, names))
-    variants = VARIANTS if attribution else VARIANTS[:1]
+    variants = VARIANTS if opts.attribution else VARIANTS[:1]
     runners = {}
     for v in variants:
-        opts = SimOptions(
+        sim = SimOptions(
             quantize_weights=v != "activations_only",
             quantize_activations=v != "weights_only",
-            round_mode="half_even" if round_mode == "half_even" else "half_away",
+            round_mode=mode,
         )
-        qmodel = build_quantized_model(view, enc, opts)
-        runners[v] = Runner(with_outputs(qmodel, names), optimization="basic")
+        runners[v] = Runner(with_outputs(build_quantized_model(view, enc, sim), names), "basic")
+    lw_runner, lw_names = None, {}
+    if opts.layerwise:
+        lw_model, lw_names = build_layerwise_model(view, enc, mode)
+        lw_runner = Runner(with_outputs(lw_model, names), "basic")
+    decoder = DECODERS.get(opts.decoder)
     ranges = {t: (enc.activations[t].min, enc.activations[t].max) for t in names}
     results: dict[str, SceneResult] = {}
     for img in images:
@@ -138,24 +186,95 @@ def run_evaluation(
         ref = float_runner.run(x, names)
         res = results.setdefault(img.scene, SceneResult())
         res.images += 1
+        full_out: dict[str, NDArray[np.float32]] = {}
         for v, runner in runners.items():
             out = runner.run(x, names)
+            if v == "full":
+                full_out = out
             accs = res.layers.setdefault(v, {t: LayerAcc() for t in names})
             for t in names:
-                lo, hi = ranges[t]
-                accs[t].add(ref[t], out[t], lo, hi, img.path)
+                accs[t].add(ref[t], out[t], *ranges[t], img.path)
+        if lw_runner is not None:
+            out = lw_runner.run(x, names + list(lw_names.values()))
+            accs = res.layers.setdefault("layerwise", {t: LayerAcc() for t in lw_names})
+            for t, lw in lw_names.items():
+                accs[t].add(out[t], out[lw], *ranges[t], img.path)
+        for t in names:
+            if t != view.input_name:
+                res.tail.setdefault(t, []).append(_tail_ratio(ref[t]))
+        if decoder is not None:
+            fn, needed = decoder
+            if all(k in ref for k in needed):
+                res.detections = res.detections or Agreement()
+                res.detections.add(
+                    fn({k: ref[k][0] for k in needed}, opts.detection_threshold),
+                    fn({k: full_out[k][0] for k in needed}, opts.detection_threshold),
+                    img.path,
+                )
         if progress:
             progress(1)
+    if opts.sensitivity_layers:
+        _sensitivity(view, enc, images, tp, results, opts, mode)
     return results
 
 
+def _sensitivity(
+    view: ModelView,
+    enc: Encodings,
+    images: Sequence[EvalImage],
+    tp: TensorsParams,
+    results: dict[str, SceneResult],
+    opts: EvalOptions,
+    mode: RoundMode,
+) -> None:
+    """AIMET-style per-layer sweep (spec §8.4) for the N layers with the lowest pooled SQNR
+    (own error when layerwise ran): quantize only that layer (enabled_only), or everything but
+    it (disabled); record the headline output SQNR of each."""
+    inner = [t for t in view.kept_tensors if t != view.input_name]
+    pooled = {t: LayerAcc() for t in inner}
+    for res in results.values():
+        own = res.layers.get("layerwise", {})  # rank by a layer's own error when measured
+        for t in inner:
+            a, b = pooled[t], own.get(t, res.layers["full"][t])
+            a.sxx, a.see = a.sxx + b.sxx, a.see + b.see
+    worst = sorted(inner, key=lambda t: (pooled[t].sqnr(), t))[: opts.sensitivity_layers]
+    float_runner = Runner(with_outputs(view.model, view.outputs))
+    refs = {img.raw: float_runner.run(read_raw(img.raw, tp, view.input_layout)) for img in images}
+    for layer in worst:
+        others = frozenset(t for t in view.kept_tensors if t != layer)
+        for kind, float_layers in (("enabled_only", others), ("disabled", frozenset([layer]))):
+            model = build_quantized_model(
+                view, enc, SimOptions(round_mode=mode, float_layers=float_layers)
+            )
+            runner = Runner(model, "basic")
+            for img in images:
+                out = runner.run(read_raw(img.raw, tp, view.input_layout))
+                accs = (
+                    results[img.scene]
+                    .sensitivity.setdefault(layer, {})
+                    .setdefault(kind, {o: LayerAcc() for o in view.outputs})
+                )
+                for o in view.outputs:
+                    lo, hi = enc.activations[o].min, enc.activations[o].max
+                    accs[o].add(refs[img.raw][o], out[o], lo, hi, img.path)
+
+
 def gate_for(scene: str, p: EvaluateParams) -> Gate:
-    g = p.gates.get(scene)
-    if g is None:
-        return p.default_gate
+    """The scene's gate (its own keys over the default), never laxer than the floor."""
+    g = p.gates.get(scene, Gate())
+    d, floor = p.default_gate, p.gate_floor
+
+    def pick(key: str, stricter: Callable[[float, float], float]) -> float | None:
+        own = getattr(g, key) if getattr(g, key) is not None else getattr(d, key)
+        bound = getattr(floor, key)
+        if own is None or bound is None:
+            return own if own is not None else bound
+        return stricter(own, bound)
+
     return Gate(
-        cosine_min=g.cosine_min if g.cosine_min is not None else p.default_gate.cosine_min,
-        sqnr_min_db=g.sqnr_min_db if g.sqnr_min_db is not None else p.default_gate.sqnr_min_db,
+        cosine_min=pick("cosine_min", max),
+        sqnr_min_db=pick("sqnr_min_db", max),
+        miss_rate_max=pick("miss_rate_max", min),
     )
 
 
@@ -169,9 +288,27 @@ class GateFailure:
 
     def line(self) -> str:
         return (
-            f"scene {self.scene!r}: {self.metric} {self.value:.6g} is under its gate "
-            f"{self.threshold:.6g}; worst layer {self.worst_layer}"
+            f"scene {self.scene!r}: {self.metric} {self.value:.6g} fails its gate "
+            f"{self.threshold!r}; worst layer {self.worst_layer}"
         )
+
+
+def _row(i: int, t: str, view: ModelView, res: SceneResult, sig: str) -> dict[str, Any]:
+    row: dict[str, Any] = {"layer_index": i, "layer": t, "op_type": view.producers.get(t, "Input")}
+    row |= res.layers["full"][t].summary(sig)
+    if "weights_only" in res.layers:
+        w_s = res.layers["weights_only"][t].sqnr(sig)
+        a_s = res.layers["activations_only"][t].sqnr(sig)
+        row |= {
+            "sqnr_weights_only_db": w_s,
+            "sqnr_activations_only_db": a_s,
+            "dominant": "weights" if w_s < a_s else "activations",
+        }
+    if "layerwise" in res.layers and t in res.layers["layerwise"]:
+        row["sqnr_layerwise_db"] = res.layers["layerwise"][t].sqnr(sig)
+    if t in res.tail:
+        row["tail_ratio"] = float(np.mean(res.tail[t]))
+    return row
 
 
 def summarize(
@@ -182,38 +319,29 @@ def summarize(
     layer_rows: dict[str, list[dict[str, Any]]] = {}
     failures: list[GateFailure] = []
     sig = p.sqnr_signal
+    headline = list(p.outputs) or view.outputs
+    unknown = [o for o in headline if o not in view.outputs]
+    if unknown:
+        raise ParamsError(
+            f"evaluate.outputs names {unknown}, which the model does not output; "
+            f"its outputs are {view.outputs}"
+        )
     for scene in sorted(results):
         res = results[scene]
         full = res.layers["full"]
         outs = {o: full[o].summary(sig) for o in view.outputs}
-        out_sqnr = min(s["sqnr_db"] for s in outs.values())
-        out_cos = min(s["cosine"] for s in outs.values())
+        out_sqnr = min(outs[o]["sqnr_db"] for o in headline)
+        out_cos = min(outs[o]["cosine"] for o in headline)
         inner = [t for t in view.kept_tensors if t != view.input_name]
-        worst = min(inner, key=lambda t: (full[t].sqnr(sig), t))
-        rows = []
-        for i, t in enumerate(view.kept_tensors):
-            row = {"layer_index": i, "layer": t, "op_type": view.producers.get(t, "Input")}
-            row |= {k: v for k, v in full[t].summary(sig).items()}
-            if "weights_only" in res.layers:
-                w_s = res.layers["weights_only"][t].sqnr(sig)
-                a_s = res.layers["activations_only"][t].sqnr(sig)
-                row |= {
-                    "sqnr_weights_only_db": w_s,
-                    "sqnr_activations_only_db": a_s,
-                    "dominant": "weights" if w_s < a_s else "activations",
-                }
-            rows.append(row)
+        # The layer to blame: lowest SQNR of its own (layerwise) error when measured, else of
+        # the accumulated (oneshot) error.
+        own = res.layers.get("layerwise", {})
+        worst = min(inner, key=lambda t: ((own[t] if t in own else full[t]).sqnr(sig), t))
+        rows = [_row(i, t, view, res, sig) for i, t in enumerate(view.kept_tensors)]
         layer_rows[scene] = rows
         worst_row = rows[view.kept_tensors.index(worst)]
         gate = gate_for(scene, p)
-        verdict = {"passed": True, "cosine_min": gate.cosine_min, "sqnr_min_db": gate.sqnr_min_db}
-        if gate.cosine_min is not None and out_cos < gate.cosine_min:
-            failures.append(GateFailure(scene, "output cosine", out_cos, gate.cosine_min, worst))
-            verdict["passed"] = False
-        if gate.sqnr_min_db is not None and out_sqnr < gate.sqnr_min_db:
-            failures.append(GateFailure(scene, "output SQNR dB", out_sqnr, gate.sqnr_min_db, worst))
-            verdict["passed"] = False
-        metrics[scene] = {
+        m: dict[str, Any] = {
             "images": res.images,
             "output_sqnr_db": out_sqnr,
             "output_cosine": out_cos,
@@ -224,9 +352,50 @@ def summarize(
             "worst_layer_sqnr_db": worst_row["sqnr_db"],
             "worst_layer_clip_rate": worst_row["clip_rate"],
             "worst_layer_dominant": worst_row.get("dominant", "n/a"),
-            "gate": verdict,
         }
+        if "sqnr_layerwise_db" in worst_row:
+            m["worst_layer_own_sqnr_db"] = worst_row["sqnr_layerwise_db"]
+        if res.detections is not None:
+            m["faces"] = res.detections.summary()
+        if res.sensitivity:
+            m["sensitivity"] = {
+                layer: {kind: _headline_of(view, headline, accs) for kind, accs in kinds.items()}
+                for layer, kinds in sorted(res.sensitivity.items())
+            }
+        m["gate"] = {k: v for k, v in vars(gate).items() if v is not None}
+        found = gate_failures(scene, m)
+        failures += found
+        m["gate"]["passed"] = not found
+        metrics[scene] = m
     return metrics, layer_rows, failures
+
+
+GATE_CHECKS = (  # (label, metric path in a scene's metrics, gate key, value must be at least)
+    ("output cosine", ("output_cosine",), "cosine_min", True),
+    ("output SQNR dB", ("output_sqnr_db",), "sqnr_min_db", True),
+    ("face miss rate", ("faces", "miss_rate"), "miss_rate_max", False),
+)
+
+
+def gate_failures(scene: str, m: Mapping[str, Any]) -> list[GateFailure]:
+    """A scene's failures from its metrics block (used by the stage and by ``fieldcal gate``)."""
+    out = []
+    for label, path, key, at_least in GATE_CHECKS:
+        bound = m["gate"].get(key)
+        value: Any = m
+        for part in path:
+            value = value.get(part) if isinstance(value, Mapping) else None
+        if bound is None or value is None:
+            continue
+        if (value < bound) if at_least else (value > bound):
+            out.append(GateFailure(scene, label, float(value), float(bound), m["worst_layer"]))
+    return out
+
+
+def _headline_of(view: ModelView, headline: list[str], accs: dict[str, LayerAcc]) -> float:
+    """Output SQNR (min over the headline outputs) of a sensitivity variant."""
+    del view
+    return min(accs[o].sqnr() for o in headline)
 
 
 def metrics_document(
@@ -266,6 +435,10 @@ LAYER_CSV_COLUMNS = (
     "sqnr_weights_only_db",
     "sqnr_activations_only_db",
     "dominant",
+    "sqnr_layerwise_db",
+    "sqnr_inference_db",
+    "mean_image_sqnr_db",
+    "tail_ratio",
 )
 
 
@@ -291,3 +464,15 @@ def write_layer_csvs(folder: Path, layer_rows: dict[str, list[dict[str, Any]]]) 
 
 def _csv_cell(v: Any) -> str:
     return repr(v) if isinstance(v, float) else str(v)
+
+
+def write_scene_csv(path: Path, scenes: dict[str, Any]) -> None:
+    """One row per scene for the per-scene bar chart (``dvc plots``)."""
+    from pipeline.atomic import write_text
+
+    lines = ["scene,output_sqnr_db,output_cosine,face_miss_rate"]
+    for scene, m in sorted(scenes.items()):
+        miss = m.get("faces", {}).get("miss_rate", "")
+        cells = [scene, m["output_sqnr_db"], m["output_cosine"], miss]
+        lines.append(",".join(_csv_cell(c) for c in cells))
+    write_text(path, "\n".join(lines) + "\n")

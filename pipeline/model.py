@@ -128,6 +128,7 @@ class WeightedOp:
     weight: NDArray[np.float32]
     bias: NDArray[np.float32]
     axis: int  # output-channel axis of `weight`
+    group: int  # Conv/ConvTranspose groups (1 otherwise)
     folded_bn: str | None
 
 
@@ -264,6 +265,7 @@ def analyze(model: onnx.ModelProto, fold_batchnorm: bool = True) -> ModelView:
                 weight=w,
                 bias=b,
                 axis=axis,
+                group=group,
                 folded_bn=folded,
             )
         )

@@ -155,17 +155,26 @@ class QuantizeParams(_Section):
 class Gate(_Section):
     cosine_min: float | None = Field(default=None, ge=-1.0, le=1.0)
     sqnr_min_db: float | None = None
+    miss_rate_max: float | None = Field(default=None, ge=0.0, le=1.0)
 
 
 class EvaluateParams(_Section):
     sqnr_signal: Literal["golden", "inference"] = "golden"
+    # Model outputs behind the headline "output" metrics (min over them); empty: all outputs.
+    outputs: tuple[str, ...] = ()
     default_gate: Gate = Gate(cosine_min=0.99)
+    # Applies to every scene: a scene's own gate may be stricter, never laxer.
+    gate_floor: Gate = Gate()
     gates: dict[SceneName, Gate] = Field(default_factory=dict)
     # Fail the stage (exit 1) when a scene is under its gate; off: record the verdict only.
     fail_on_gate: bool = False
     worst_layers: int = Field(default=5, ge=1, le=100)
     # Re-run with weights-only and activations-only quantization to attribute each layer's loss.
     attribution: bool = True
+    # Also measure each layer fed float inputs (its own error, spec §8.3 layerwise).
+    layerwise: bool = True
+    # Enable-one / disable-one sweep (spec §8.4) for this many worst layers; 0 turns it off.
+    sensitivity_layers: int = Field(default=3, ge=0, le=50)
     detection_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
 
 

@@ -85,6 +85,7 @@ def render_html(
     layer_rows: Mapping[str, Sequence[Mapping[str, Any]]],
     calibration: Mapping[str, int],
     worst_n: int,
+    advice: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     scenes = metrics["scenes"]
     summary_rows = [
@@ -94,6 +95,7 @@ def render_html(
             m["output_sqnr_db"],
             m["output_cosine"],
             m["worst_layer"],
+            m.get("worst_layer_own_sqnr_db", "n/a"),
             m["worst_layer_sqnr_db"],
             m["worst_layer_clip_rate"],
             m["worst_layer_dominant"],
@@ -101,17 +103,38 @@ def render_html(
         ]
         for s, m in sorted(scenes.items())
     ]
+    face_rows = [
+        [
+            s,
+            f["float_faces"],
+            f["quantized_faces"],
+            f["missed"],
+            f["miss_rate"],
+            f["spurious"],
+            f["mean_iou"] if f["mean_iou"] is not None else "n/a",
+            ", ".join(f["images_with_miss"]) or "-",
+        ]
+        for s, m in sorted(scenes.items())
+        if (f := m.get("faces")) is not None
+    ]
+    sens_rows = [
+        [s, layer, v.get("enabled_only", "n/a"), v.get("disabled", "n/a"), m["output_sqnr_db"]]
+        for s, m in sorted(scenes.items())
+        for layer, v in m.get("sensitivity", {}).items()
+    ]
     worst_sections = []
     for scene, rows in sorted(layer_rows.items()):
         inner = [r for r in rows if r["op_type"] != "Input"]
-        worst = sorted(inner, key=lambda r: (r["sqnr_db"], r["layer"]))[:worst_n]
+        key = "sqnr_layerwise_db" if all("sqnr_layerwise_db" in r for r in inner) else "sqnr_db"
+        worst = sorted(inner, key=lambda r: (r[key], r["layer"]))[:worst_n]
         worst_sections.append(
             f"<h3>{html.escape(scene)}</h3>"
             + _table(
                 [
                     "layer",
                     "op",
-                    "SQNR dB",
+                    "own SQNR dB",
+                    "accumulated SQNR dB",
                     "cosine",
                     "clip rate",
                     "W-only dB",
@@ -123,6 +146,7 @@ def render_html(
                     [
                         r["layer"],
                         r["op_type"],
+                        r.get("sqnr_layerwise_db", "n/a"),
                         r["sqnr_db"],
                         r["cosine"],
                         r["clip_rate"],
@@ -136,6 +160,40 @@ def render_html(
             )
         )
     info = metrics["run"]
+    faces_html = (
+        _table(
+            [
+                "scene",
+                "float faces",
+                "quantized faces",
+                "missed",
+                "miss rate",
+                "spurious",
+                "mean IoU",
+                "images with a miss",
+            ],
+            face_rows,
+        )
+        if face_rows
+        else "<p>No task decoder for this model: output-level metrics only.</p>"
+    )
+    sens_html = (
+        "<p>Headline output SQNR with only this layer quantized (enabled only) and with all "
+        "but this layer quantized (disabled), against all quantized.</p>"
+        + _table(
+            ["scene", "layer", "enabled only dB", "disabled dB", "all quantized dB"], sens_rows
+        )
+        if sens_rows
+        else "<p>Sensitivity sweep off (evaluate.sensitivity_layers: 0).</p>"
+    )
+    advice_html = (
+        _table(
+            ["kind", "layer", "figure", "advice"],
+            [[a["kind"], a["layer"], a["figure"], a["message"]] for a in advice],
+        )
+        if advice
+        else "<p>Nothing to flag.</p>"
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -160,7 +218,8 @@ from a device); activations {html.escape(info["activations"])}, weights
                 "output SQNR dB",
                 "output cosine",
                 "worst layer",
-                "its SQNR dB",
+                "its own SQNR dB",
+                "its accumulated SQNR dB",
                 "its clip rate",
                 "dominant",
                 "gate",
@@ -168,12 +227,18 @@ from a device); activations {html.escape(info["activations"])}, weights
             summary_rows,
         )
     }
+<h2>Faces: float vs quantized detections</h2>
+{faces_html}
 <h2>Calibration set</h2>
 {_table(["scene", "images"], sorted(calibration.items()))}
-<h2>Per-layer SQNR</h2>
+<h2>Per-layer SQNR (accumulated, oneshot)</h2>
 {sqnr_chart(layer_rows)}
-<h2>Worst layers</h2>
+<h2>Worst layers (by their own, layerwise, error)</h2>
 {"".join(worst_sections)}
+<h2>Sensitivity</h2>
+{sens_html}
+<h2>QNN readiness</h2>
+{advice_html}
 </body></html>
 """
 
@@ -182,15 +247,27 @@ def render_markdown(title: str, metrics: Mapping[str, Any]) -> str:
     lines = [
         f"# {title}",
         "",
-        "| scene | images | output SQNR dB | output cosine | worst layer | its SQNR dB | gate |",
-        "|---|---:|---:|---:|---|---:|---|",
+        "| scene | images | output SQNR dB | output cosine | face miss rate | worst layer "
+        "| its own SQNR dB | gate |",
+        "|---|---:|---:|---:|---:|---|---:|---|",
     ]
     for s, m in sorted(metrics["scenes"].items()):
+        faces = m.get("faces")
+        miss = (
+            f"{faces['miss_rate']:.2f} ({faces['missed']}/{faces['float_faces']})"
+            if faces
+            else "n/a"
+        )
+        own = m.get("worst_layer_own_sqnr_db", m["worst_layer_sqnr_db"])
         lines.append(
             f"| {s} | {m['images']} | {m['output_sqnr_db']:.2f} | {m['output_cosine']:.6f} | "
-            f"{m['worst_layer']} | {m['worst_layer_sqnr_db']:.2f} | "
+            f"{miss} | {m['worst_layer']} | {own:.2f} | "
             f"{'pass' if m['gate']['passed'] else 'FAIL'} |"
         )
     info = metrics["run"]
-    lines += ["", f"Model sha256 `{info['model_sha256']}`, backend `{info['backend']}`."]
+    lines += [
+        "",
+        f"Model sha256 `{info['model_sha256']}`, backend `{info['backend']}`, "
+        f"activations {info['activations']}, weights {info['weights']}.",
+    ]
     return "\n".join(lines) + "\n"

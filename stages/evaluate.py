@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipeline import evaluate, model
+from pipeline import advice, evaluate, model
 from pipeline.atomic import write_json
 from pipeline.errors import GateError
 from pipeline.params import Params
@@ -21,9 +21,15 @@ def main(params: Params) -> None:
     index = pq.read_table(paths.out / "tensors" / "evaluation" / "index.parquet").to_pylist()
     images = [evaluate.EvalImage(Path(r["raw"]), r["path"], r["scene"]) for r in index]
     with progress("evaluating", len(images)) as advance:
-        results = evaluate.run_evaluation(
-            view, enc, images, tp, ep.attribution, qp.round_mode, advance
+        opts = evaluate.EvalOptions(
+            attribution=ep.attribution,
+            layerwise=ep.layerwise,
+            sensitivity_layers=ep.sensitivity_layers,
+            decoder=params.model.decoder,
+            detection_threshold=ep.detection_threshold,
+            round_mode=qp.round_mode,
         )
+        results = evaluate.run_evaluation(view, enc, images, tp, opts, advance)
     scenes, layer_rows, failures = evaluate.summarize(view, results, ep)
     out = paths.out / "evaluate"
     doc = evaluate.metrics_document(
@@ -31,7 +37,10 @@ def main(params: Params) -> None:
     )
     write_json(out / "metrics.json", doc)
     write_json(out / "layers.json", layer_rows)
+    items = advice.advise(view, qp.weights.per_channel, qp.activations.mode, layer_rows)
+    write_json(out / "advice.json", advice.to_json(items))
     evaluate.write_layer_csvs(out / "layers", layer_rows)
+    evaluate.write_scene_csv(out / "scenes.csv", scenes)
     for f in failures:
         print(f"gate: {f.line()}")
     if failures and ep.fail_on_gate:

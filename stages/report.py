@@ -15,9 +15,12 @@ def main(params: Params) -> None:
     out, rp = params.paths.out, params.report
     metrics = json.loads((out / "evaluate" / "metrics.json").read_text(encoding="utf-8"))
     layers = json.loads((out / "evaluate" / "layers.json").read_text(encoding="utf-8"))
+    advice = json.loads((out / "evaluate" / "advice.json").read_text(encoding="utf-8"))
     index = pq.read_table(out / "tensors" / "calibration" / "index.parquet")
     calibration = dict(sorted(Counter(index.column("scene").to_pylist()).items()))
-    page = report.render_html(rp.title, metrics, layers, calibration, params.evaluate.worst_layers)
+    page = report.render_html(
+        rp.title, metrics, layers, calibration, params.evaluate.worst_layers, advice
+    )
     write_text(out / "report" / "report.html", page)
     write_text(out / "report" / "summary.md", report.render_markdown(rp.title, metrics))
 

@@ -57,6 +57,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     params["curate"]["calibration"] = {"day": 4, "night": 3, "backlight": 2}
     params["curate"]["evaluation"] = {"day": 2, "night": 1, "backlight": 1}
     params["tensors"]["height"], params["tensors"]["width"] = 128, 160
+    params["evaluate"]["sensitivity_layers"] = 1
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(["git", "init", "-q"], dst)
     _run([str(BIN / "fieldcal"), "demo", "init", "--root", str(dst)], dst)
@@ -96,7 +97,10 @@ def test_first_repro_runs_every_stage_and_outputs_validate(project):
     assert set(metrics["scenes"]) == {"day", "night", "backlight"}
     for m in metrics["scenes"].values():
         assert math.isfinite(m["output_sqnr_db"]) and -1 <= m["output_cosine"] <= 1
-        assert m["worst_layer"]
+        assert m["worst_layer"] and math.isfinite(m["worst_layer_own_sqnr_db"])
+        assert 0 <= m["faces"]["miss_rate"] <= 1 and len(m["sensitivity"]) == 1
+    advice = json.loads((project / "out/evaluate/advice.json").read_text())
+    assert {a["kind"] for a in advice} >= {"channels_not_multiple_of_32"}
     html = (project / "out/report/report.html").read_text()
     assert "<svg" in html and "http://" not in html.replace(
         'xmlns="http://www.w3.org/2000/svg"', ""
@@ -133,3 +137,39 @@ def test_new_capture_and_corrupt_file(project):
     if "quantize" in ran:  # statistics of unchanged calibration images come from the cache
         m = re.search(r"\((\d+) run, (\d+) cached\)", out)
         assert m is not None and int(m.group(1)) <= 1
+
+
+def test_gate_fails_the_run_with_one_line_per_scene(project):
+    params_path = project / "params.yaml"
+    original = params_path.read_text()
+    p = yaml.safe_load(original)
+    p["evaluate"]["gates"] = {"night": {"cosine_min": 0.99999999}}
+    p["evaluate"]["fail_on_gate"] = True
+    params_path.write_text(yaml.safe_dump(p, sort_keys=False))
+    try:
+        proc = subprocess.run(
+            [str(BIN / "dvc"), "repro"],
+            cwd=project,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert proc.returncode != 0
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("gate: scene 'night'")]
+        assert len(lines) == 1 and "output cosine" in lines[0] and "0.99999999" in lines[0]
+        assert "worst layer" in lines[0]
+        assert "Traceback" not in proc.stdout + proc.stderr
+        gate = subprocess.run(
+            [str(BIN / "fieldcal"), "gate", "--root", str(project)],
+            env=_env(),
+            capture_output=True,
+            text=True,
+        )
+        assert gate.returncode == 1
+        assert "FAIL scene 'night': output cosine" in gate.stdout
+    finally:
+        params_path.write_text(original)
+    # back to the original params: DVC restores the earlier evaluation from its run-cache
+    _, out = _repro(project)
+    assert "'evaluate'" in out

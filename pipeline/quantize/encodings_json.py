@@ -147,3 +147,56 @@ def for_model(loaded: LoadedEncodings, view: ModelView, source: Path) -> Encodin
     biases = {op.bias_name: loaded.params[op.bias_name] for op in view.weighted if op.bias_name}
     axes = {op.weight_name: op.axis for op in view.weighted}
     return Encodings(acts, weights, biases, axes)
+
+
+@dataclass(frozen=True)
+class Change:
+    tensor: str
+    kind: str  # activation | param
+    scale_change: float  # relative, largest over channels
+    offset_change: int  # largest absolute change over channels
+    min_a: float
+    max_a: float
+    min_b: float
+    max_b: float
+
+
+def diff(
+    a: LoadedEncodings, b: LoadedEncodings, tolerance: float = 0.01
+) -> tuple[list[Change], list[str], list[str]]:
+    """Tensors whose scale moved by more than ``tolerance`` (relative) or whose offset moved,
+    sorted by the size of the move; plus the tensors only in A and only in B."""
+    changes = []
+    for kind, ea, eb in (
+        ("activation", a.activations, b.activations),
+        ("param", a.params, b.params),
+    ):
+        for name in sorted(set(ea) & set(eb)):
+            xs, ys = ea[name], eb[name]
+            if len(xs) != len(ys):
+                changes.append(
+                    Change(name, kind, math.inf, 0, xs[0].min, xs[0].max, ys[0].min, ys[0].max)
+                )
+                continue
+            rel = max(
+                abs(y.scale - x.scale) / max(abs(x.scale), 1e-30)
+                for x, y in zip(xs, ys, strict=True)
+            )
+            off = max(abs(y.offset - x.offset) for x, y in zip(xs, ys, strict=True))
+            if rel > tolerance or off:
+                changes.append(
+                    Change(
+                        name,
+                        kind,
+                        rel,
+                        off,
+                        min(x.min for x in xs),
+                        max(x.max for x in xs),
+                        min(y.min for y in ys),
+                        max(y.max for y in ys),
+                    )
+                )
+    changes.sort(key=lambda c: (-c.scale_change, -c.offset_change, c.tensor))
+    only_a = sorted((set(a.activations) | set(a.params)) - (set(b.activations) | set(b.params)))
+    only_b = sorted((set(b.activations) | set(b.params)) - (set(a.activations) | set(a.params)))
+    return changes, only_a, only_b

@@ -220,3 +220,84 @@ def _toposort(
             raise AssertionError(f"graph has unresolved inputs {missing[:5]}")
         pending = rest
     return ordered
+
+
+def build_layerwise_model(
+    view: ModelView, enc: Encodings, round_mode: RoundMode = "half_away"
+) -> tuple[onnx.ModelProto, dict[str, str]]:
+    """Float model plus, for every kept tensor, its producer fed *float* inputs (spec §8.3,
+    QNN's "layerwise"): each fused group (Conv[+BN]+ReLU, Add, Sigmoid ...) is cloned with
+    quantized weights, its activation inputs fake-quantized from the float tensors and its
+    output fake-quantized. One run gives every layer's own error, free of upstream error.
+
+    Returns the model and {kept tensor: name of its layerwise output}.
+    """
+    float_model = build_quantized_model(
+        view, enc, SimOptions(quantize_weights=False, quantize_activations=False)
+    )
+    q_model = build_quantized_model(
+        view, enc, SimOptions(quantize_activations=False, round_mode=round_mode)
+    )
+    model = onnx.ModelProto()
+    model.CopyFrom(float_model)
+    graph = model.graph
+    q_inits = {i.name for i in q_model.graph.initializer}
+    for init in q_model.graph.initializer:
+        clone = onnx.TensorProto()
+        clone.CopyFrom(init)
+        clone.name = f"lwq__{init.name}"
+        graph.initializer.append(clone)
+    activations = set(view.all_tensors)
+    new_nodes: list[onnx.NodeProto] = []
+    new_inits: list[onnx.TensorProto] = []
+    quantized_inputs: dict[str, str] = {}
+
+    def quantized_input(x: str) -> str:
+        if x not in quantized_inputs:
+            carrier = view.fused_into.get(x, x)
+            e = enc.activations.get(carrier)
+            if e is None:
+                quantized_inputs[x] = x
+            else:
+                quantized_inputs[x] = f"{x}__lwin"
+                new_nodes.extend(_fq_nodes(x, f"{x}__lwin", e, round_mode, new_inits))
+        return quantized_inputs[x]
+
+    group_of = {}
+    for node in q_model.graph.node:
+        for o in node.output:
+            if o in activations:
+                group_of[o] = view.fused_into.get(o, o)
+    outputs: dict[str, str] = {}
+    for node in q_model.graph.node:
+        if not node.output or node.output[0] not in group_of:
+            continue
+        group = group_of[node.output[0]]
+        clone = onnx.NodeProto()
+        clone.CopyFrom(node)
+        clone.name = f"{node.name or node.output[0]}__lw"
+        for i, x in enumerate(node.input):
+            if x in q_inits:
+                clone.input[i] = f"lwq__{x}"
+            elif group_of.get(x) == group:  # produced inside the same fused group
+                clone.input[i] = f"{x}__lw"
+            elif x in activations:
+                clone.input[i] = quantized_input(x)
+        for i, o in enumerate(node.output):
+            clone.output[i] = f"{o}__lw"
+        new_nodes.append(clone)
+        if node.output[0] == group:
+            e = enc.activations.get(group)
+            if e is not None:
+                new_nodes.extend(
+                    _fq_nodes(f"{group}__lw", f"{group}__lwq", e, round_mode, new_inits)
+                )
+                outputs[group] = f"{group}__lwq"
+    graph.initializer.extend(new_inits)
+    all_inits = list(graph.initializer)
+    nodes = _toposort(list(graph.node) + new_nodes, view.input_name, all_inits)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    for name in outputs.values():
+        graph.output.append(helper.make_empty_tensor_value_info(name))
+    return model, outputs

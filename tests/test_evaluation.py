@@ -1,0 +1,211 @@
+"""Evaluation beyond the metric formulas: detections, gates, layerwise, advice, encodings diff."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from pipeline import advice, detect, evaluate
+from pipeline.cli import app
+from pipeline.model import with_outputs
+from pipeline.params import EvaluateParams, Gate, QuantizeParams, TensorsParams
+from pipeline.quantize import calibrate, encodings_json
+from pipeline.quantize.simulate import build_layerwise_model
+from pipeline.runtime import Runner
+from pipeline.tensors import preprocess, read_raw, write_raw
+
+
+@pytest.fixture(scope="module")
+def calibrated(centerface_view, photos, tmp_path_factory):
+    tp = TensorsParams(height=256, width=256)
+    folder = tmp_path_factory.mktemp("raws")
+    raws = []
+    for i, p in enumerate(photos[:6]):
+        raws.append(folder / f"{i}.raw")
+        write_raw(raws[-1], preprocess(Image.open(p), tp))
+    stats = calibrate.collect(centerface_view, raws, tp, "m" * 64, None)
+    return tp, raws, calibrate.compute_encodings(centerface_view, stats, QuantizeParams())
+
+
+def test_centerface_decoder_finds_the_astronaut(centerface_view, photos):
+    tp = TensorsParams(height=256, width=256, layout="NCHW")
+    x = preprocess(Image.open(photos[0]), tp)  # astronaut.png
+    out = Runner(centerface_view.model).run(x)
+    boxes = detect.decode_centerface({k: v[0] for k, v in out.items()}, 0.5)
+    assert len(boxes) == 1
+    x1, y1, x2, y2, score = boxes[0]
+    assert 0 < x1 < x2 < 256 and 0 < y1 < y2 < 256 and score > 0.5
+
+
+def test_agreement_counts_misses_spurious_and_iou():
+    ref = np.array([[0, 0, 10, 10, 0.9], [50, 50, 60, 60, 0.8]], float)
+    got = np.array([[1, 1, 11, 11, 0.7], [100, 100, 110, 110, 0.6]], float)
+    a = detect.Agreement()
+    a.add(ref, got, "img.jpg")
+    s = a.summary()
+    assert (s["float_faces"], s["missed"], s["spurious"]) == (2, 1, 1)
+    assert s["miss_rate"] == 0.5
+    assert s["mean_iou"] == pytest.approx(81 / 119)
+    assert s["images_with_miss"] == ["img.jpg"]
+
+
+def test_layerwise_first_layer_equals_oneshot_and_later_layers_do_better(
+    centerface_view, calibrated
+):
+    tp, raws, enc = calibrated
+    view = centerface_view
+    images = [evaluate.EvalImage(r, f"img{i}", "day") for i, r in enumerate(raws[:2])]
+    res = evaluate.run_evaluation(
+        view, enc, images, tp, evaluate.EvalOptions(attribution=True, layerwise=True)
+    )["day"]
+    first = view.kept_tensors[1]
+    assert res.layers["layerwise"][first].sqnr() == pytest.approx(
+        res.layers["full"][first].sqnr(), abs=1e-6
+    )
+    last = view.outputs[0]
+    assert res.layers["layerwise"][last].sqnr() > res.layers["full"][last].sqnr() + 3
+    # attribution: each single source of error is smaller than both together
+    assert res.layers["weights_only"][last].sqnr() > res.layers["full"][last].sqnr()
+    assert res.layers["activations_only"][last].sqnr() > res.layers["full"][last].sqnr()
+
+
+def test_layerwise_model_outputs_every_kept_tensor(centerface_view, calibrated):
+    tp, raws, enc = calibrated
+    model, names = build_layerwise_model(centerface_view, enc)
+    assert set(names) == set(centerface_view.kept_tensors) - {centerface_view.input_name}
+    out = Runner(with_outputs(model, list(names.values())), "basic").run(
+        read_raw(raws[0], tp), list(names.values())
+    )
+    assert all(np.isfinite(v).all() for v in out.values())
+
+
+def _scene(cos: float, sqnr: float) -> evaluate.SceneResult:
+    res = evaluate.SceneResult(images=1)
+    acc = evaluate.LayerAcc(n=1, sxx=1.0, syy=1.0, sxy=cos, see=10 ** (-sqnr / 10))
+    res.layers["full"] = {"x": acc, "y": acc}
+    return res
+
+
+def test_gate_scene_default_and_floor():
+    p = EvaluateParams(
+        default_gate=Gate(cosine_min=0.9),
+        gate_floor=Gate(cosine_min=0.95),
+        gates={"night": Gate(cosine_min=0.999, sqnr_min_db=30)},
+    )
+    assert evaluate.gate_for("day", p).cosine_min == 0.95  # floor beats a laxer default
+    night = evaluate.gate_for("night", p)
+    assert (night.cosine_min, night.sqnr_min_db) == (0.999, 30)
+
+
+def test_gate_failures_name_metric_value_threshold_and_layer():
+    from onnx import TensorProto, helper
+
+    from pipeline import model as M
+
+    g = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])],
+    )
+    view = M.analyze(helper.make_model(g))
+    results = {"night": _scene(0.98, 20.0), "day": _scene(0.9999, 40.0)}
+    p = EvaluateParams(gates={"night": Gate(cosine_min=0.99)})
+    metrics, _, failures = evaluate.summarize(view, results, p)
+    assert [f.scene for f in failures] == ["night"]
+    line = failures[0].line()
+    assert (
+        "night" in line
+        and "output cosine 0.98" in line
+        and "0.99" in line
+        and "worst layer y" in line
+    )
+    assert metrics["day"]["gate"]["passed"] and not metrics["night"]["gate"]["passed"]
+
+
+def test_fieldcal_gate_cli(tmp_path):
+    (tmp_path / "params.yaml").write_text("paths: {out: out}\n")
+    m = {
+        "scenes": {
+            "night": {
+                "output_cosine": 0.97,
+                "output_sqnr_db": 12.0,
+                "worst_layer": "410",
+                "worst_layer_sqnr_db": 9.0,
+                "gate": {"passed": False, "cosine_min": 0.99},
+            },
+            "day": {
+                "output_cosine": 0.999,
+                "output_sqnr_db": 30.0,
+                "worst_layer": "376",
+                "worst_layer_sqnr_db": 20.0,
+                "gate": {"passed": True, "cosine_min": 0.99},
+            },
+        }
+    }
+    (tmp_path / "out" / "evaluate").mkdir(parents=True)
+    (tmp_path / "out" / "evaluate" / "metrics.json").write_text(json.dumps(m))
+    res = CliRunner().invoke(app, ["gate", "--root", str(tmp_path)])
+    assert res.exit_code == 1
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("FAIL")]
+    assert lines == ["FAIL scene 'night': output cosine 0.97 fails its gate 0.99; worst layer 410"]
+
+
+def test_advice_flags_standalone_bn_channels_and_spread():
+    from onnx import TensorProto, helper, numpy_helper
+
+    from pipeline import model as M
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(24, 3, 3, 3)).astype(np.float32) * 0.01
+    w[0] *= 100  # one loud channel: the median channel uses ~1 % of the tensor's range
+    inits = [numpy_helper.from_array(w, "w")] + [
+        numpy_helper.from_array(np.ones(24, np.float32) * v, n)
+        for n, v in (("g", 1), ("b", 0), ("m", 0), ("v", 1))
+    ]
+    g = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w"], ["c"]),
+            helper.make_node("Relu", ["c"], ["r"]),
+            helper.make_node("BatchNormalization", ["r", "g", "b", "m", "v"], ["y"]),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 24, 6, 6])],
+        inits,
+    )
+    view = M.analyze(helper.make_model(g))
+    rows = {"day": [{"layer": "r", "tail_ratio": 0.05}]}
+    kinds = {(a.kind, a.layer) for a in advice.advise(view, False, "tf", rows)}
+    assert ("standalone_batchnorm", "y") in kinds
+    assert ("channels_not_multiple_of_32", "r") in kinds
+    assert ("per_channel_spread", "w") in kinds
+    assert ("long_tail", "r") in kinds
+
+
+def test_encodings_diff_cli(tmp_path, calibrated):
+    _, _, enc = calibrated
+    from dataclasses import replace
+
+    from pipeline.atomic import write_json
+
+    a = tmp_path / "a.json"
+    write_json(a, encodings_json.to_1_0_0(enc, {}))
+    moved = dict(enc.activations)
+    name = next(iter(k for k in moved if k != "input.1"))
+    moved[name] = replace(moved[name], scale=moved[name].scale * 1.5)
+    b = tmp_path / "b.json"
+    write_json(b, encodings_json.to_1_0_0(replace(enc, activations=moved), {}))
+    res = CliRunner().invoke(
+        app, ["encodings", "diff", str(a), str(b), "--json", str(tmp_path / "d.json")]
+    )
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("1 tensor(s) moved")
+    d = json.loads((tmp_path / "d.json").read_text())
+    assert d["changes"][0]["tensor"] == name and d["changes"][0]["scale_change"] == pytest.approx(
+        0.5
+    )
