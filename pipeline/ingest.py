@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -217,6 +217,72 @@ def _decode_cached(path: Path, sha: str, p: IngestParams, cache: Path | None) ->
     return d
 
 
+class _StatIndex:
+    """path -> (size, mtime_ns, inode, sha256) of files already hashed, so a re-run reads only
+    new or changed files (as DVC does). A cache: losing it costs a re-hash, nothing more."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.entries: dict[str, list[object]] = {}
+        if path is not None and path.is_file():
+            try:
+                self.entries = json.loads(path.read_text(encoding="utf-8"))
+            except ValueError:
+                self.entries = {}
+
+    @staticmethod
+    def _stat(f: Found) -> list[object] | None:
+        try:
+            st = f.path.stat()
+        except OSError:
+            return None
+        return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+    def lookup(self, f: Found) -> tuple[str | None, int]:
+        entry = self.entries.get(f.rel)
+        now = self._stat(f)
+        if entry is not None and now is not None and entry[:3] == now:
+            return str(entry[3]), int(now[0])  # type: ignore[call-overload]
+        return None, 0
+
+    def update(self, files: Sequence[Found], results: Sequence[_FileResult]) -> None:
+        if self.path is None:
+            return
+        fresh: dict[str, list[object]] = {}
+        for f, r in zip(files, results, strict=True):
+            now = self._stat(f)
+            if r.sha is not None and now is not None:
+                fresh[f.rel] = [*now, r.sha]
+        if fresh != self.entries:
+            write_json(self.path, fresh)
+
+
+@dataclass(frozen=True)
+class _FileResult:
+    sha: str | None
+    size: int
+    decoded: Decoded | None  # None: not an image to decode (unreadable or empty)
+    from_cache: bool
+    error: str = ""
+
+
+def _process(args: tuple[Path, IngestParams, Path | None, str | None, int]) -> _FileResult:
+    """One file: hash (unless its stat matched the index), then decode unless the cache has
+    it. Runs in a worker process."""
+    path, p, cache, known_sha, known_size = args
+    if known_sha is not None:
+        sha, size = known_sha, known_size
+    else:
+        try:
+            sha, size = _sha256(path)
+        except OSError as err:
+            return _FileResult(None, 0, None, False, f"cannot read: {err}")
+    if size == 0:
+        return _FileResult(sha, 0, None, False, "empty file (0 bytes)")
+    hit = cache is not None and (cache / _cache_key(p) / f"{sha}.json").is_file()
+    return _FileResult(sha, size, _decode_cached(path, sha, p, cache), hit)
+
+
 @dataclass
 class IngestResult:
     table: pa.Table
@@ -225,12 +291,25 @@ class IngestResult:
 
 
 def ingest(root: Path, p: IngestParams, cache: Path | None = None) -> IngestResult:
+    """Walk, hash and decode (``p.workers`` processes, 0 = one per core); rows in path order."""
+    found = list(walk(root, p.extensions))
+    index = _StatIndex(cache / "stat-index.json" if cache is not None else None)
+    jobs = [(f.path, p, cache, *index.lookup(f)) for f in found if not f.problem]
+    workers = p.workers or os.cpu_count() or 1
+    if workers > 1 and len(jobs) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            done = list(pool.map(_process, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
+    else:
+        done = [_process(j) for j in jobs]
+    index.update([f for f in found if not f.problem], done)
+    results = iter(done)
     rows: list[dict[str, object]] = []
     sidecars: dict[Path, Sidecar | None] = {}
     first_by_sha: dict[str, str] = {}
     decoded = cached = 0
-    cache_dir = cache / _cache_key(p) if cache is not None else None
-    for f in walk(root, p.extensions):
+    for f in found:
         folder = f.path.parent
         if folder not in sidecars:
             sidecars[folder] = read_sidecar(folder)
@@ -239,20 +318,15 @@ def ingest(root: Path, p: IngestParams, cache: Path | None = None) -> IngestResu
             status = "skipped" if f.problem.startswith("skipped") else "quarantined"
             rows.append(row | {"status": status, "reason": f.problem.removeprefix("skipped: ")})
             continue
-        try:
-            sha, size = _sha256(f.path)
-        except OSError as err:
-            rows.append(row | {"status": "quarantined", "reason": f"cannot read: {err}"})
+        r = next(results)
+        if r.sha is not None:
+            row |= {"sha256": r.sha, "size_bytes": r.size}
+        if r.decoded is None:
+            rows.append(row | {"status": "quarantined", "reason": r.error})
             continue
-        row |= {"sha256": sha, "size_bytes": size}
-        if size == 0:
-            rows.append(row | {"status": "quarantined", "reason": "empty file (0 bytes)"})
-            continue
-        if cache_dir is not None and (cache_dir / f"{sha}.json").is_file():
-            cached += 1
-        else:
-            decoded += 1
-        d = _decode_cached(f.path, sha, p, cache)
+        cached += r.from_cache
+        decoded += not r.from_cache
+        d = r.decoded
         row |= {
             "status": d.status,
             "reason": d.reason,
@@ -284,10 +358,11 @@ def ingest(root: Path, p: IngestParams, cache: Path | None = None) -> IngestResu
             else:
                 scene, conf = auto_scene(LumaStats(**d.luma))
                 row |= {"scene": scene, "scene_origin": AUTO_RULE, "scene_confidence": conf}
-            if sha in first_by_sha:
-                row["duplicate_of"] = first_by_sha[sha]
+            assert r.sha is not None
+            if r.sha in first_by_sha:
+                row["duplicate_of"] = first_by_sha[r.sha]
             else:
-                first_by_sha[sha] = f.rel
+                first_by_sha[r.sha] = f.rel
         rows.append(row)
     table = pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)
     return IngestResult(table, decoded, cached)

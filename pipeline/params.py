@@ -51,7 +51,8 @@ class IngestParams(_Section):
     max_image_pixels: int = Field(default=64_000_000, ge=1)
     # Luminance statistics are computed on a thumbnail of this longest side (cheap and stable).
     stats_size: int = Field(default=256, ge=16, le=4096)
-    workers: int = Field(default=1, ge=1, le=64)
+    # Decoding processes; 0: one per core.
+    workers: int = Field(default=0, ge=0, le=64)
 
     @field_validator("extensions")
     @classmethod

@@ -5,11 +5,8 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import onnx
@@ -19,49 +16,15 @@ import yaml
 from PIL import Image
 
 from pipeline.ingest import MANIFEST_SCHEMA
-
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-STAGES = ["ingest", "curate", "tensors", "quantize", "evaluate", "report"]
+from tests.projects import BIN, STAGES, env, make_project, repro, run
 
 pytestmark = pytest.mark.slow
-
-
-def _env() -> dict[str, str]:
-    return dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-
-
-def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc
-
-
-def _repro(cwd: Path) -> tuple[list[str], str]:
-    out = _run([str(BIN / "dvc"), "repro"], cwd).stdout
-    return re.findall(r"Running stage '(\w+)'", out), out
+_env, _run, _repro = env, run, repro
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of this project, reduced demo params, demo data laid down, git initialised."""
-    dst = tmp_path_factory.mktemp("project")
-    for name in ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"):
-        shutil.copy2(ROOT / name, dst / name)
-    for name in ("pipeline", "stages"):
-        shutil.copytree(ROOT / name, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
-    (dst / ".dvc").mkdir()
-    for name in ("config", ".gitignore"):
-        shutil.copy2(ROOT / ".dvc" / name, dst / ".dvc" / name)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["curate"]["calibration"] = {"day": 4, "night": 3, "backlight": 2}
-    params["curate"]["evaluation"] = {"day": 2, "night": 1, "backlight": 1}
-    params["tensors"]["height"], params["tensors"]["width"] = 128, 160
-    params["evaluate"]["sensitivity_layers"] = 1
-    (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _run(["git", "init", "-q"], dst)
-    _run([str(BIN / "fieldcal"), "demo", "init", "--root", str(dst)], dst)
-    return dst
+    return make_project(tmp_path_factory.mktemp("project"))
 
 
 def test_first_repro_runs_every_stage_and_outputs_validate(project):

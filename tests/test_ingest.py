@@ -191,3 +191,32 @@ def test_bad_sidecar_names_file_and_key(tmp_path, text, match):
 def test_missing_datasets_folder(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         ingest(tmp_path / "nope", IngestParams())
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_file_is_quarantined(tmp_path):
+    s = tmp_path / "datasets" / "generic"
+    s.mkdir(parents=True)
+    (s / "locked.png").write_bytes(_png(_photo()))
+    (s / "locked.png").chmod(0)
+    rows = ingest(tmp_path / "datasets", IngestParams(workers=1)).table.to_pylist()
+    assert rows[0]["status"] == "quarantined" and "permissions" in rows[0]["reason"]
+
+
+def test_doctor_lists_unused_files_with_counts(corpus, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.atomic import write_parquet
+    from pipeline.cli import app
+
+    root, expect = corpus
+    (tmp_path / "params.yaml").write_text(f"paths: {{datasets: {root}, out: {tmp_path / 'out'}}}\n")
+    write_parquet(
+        tmp_path / "out" / "ingest" / "manifest.parquet",
+        ingest(root, IngestParams(max_image_pixels=100_000)).table,
+    )
+    res = CliRunner().invoke(app, ["doctor", "--root", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    bad = sum(1 for status, _ in expect.values() if status != "ok")
+    assert res.output.rstrip().endswith(f"{bad} file(s) not used")
+    assert "quarantined: empty file (0 bytes)" in res.output
