@@ -24,6 +24,10 @@ app.add_typer(demo_app, name="demo")
 app.add_typer(params_app, name="params")
 encodings_app = typer.Typer(no_args_is_help=True, help="Inspect QNN/AIMET encodings files.")
 app.add_typer(encodings_app, name="encodings")
+captures_app = typer.Typer(no_args_is_help=True, help="Add field captures to datasets/.")
+app.add_typer(captures_app, name="captures")
+scenes_app = typer.Typer(invoke_without_command=True, help="Scene counts and overrides.")
+app.add_typer(scenes_app, name="scenes")
 
 ParamsOpt = Annotated[
     Path, typer.Option("--params", help="params.yaml of the project", dir_okay=False)
@@ -136,6 +140,139 @@ def doctor(root: RootOpt = Path("."), params: ParamsOpt | None = None) -> None:
 
 
 ExistingFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)]
+
+
+@captures_app.command("add")
+def captures_add(
+    src: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="folder of images")],
+    session: Annotated[str, typer.Option(help="session name: datasets/vehicle/<session>/")],
+    scene: Annotated[str | None, typer.Option(help="scene of every image (else automatic)")] = None,
+    vehicle: Annotated[str | None, typer.Option()] = None,
+    camera: Annotated[str | None, typer.Option()] = None,
+    track: Annotated[bool, typer.Option(help="track the session with `dvc add`")] = True,
+    root: RootOpt = Path("."),
+    params: ParamsOpt | None = None,
+) -> None:
+    """Copy a folder of captures into a new session; report what was added and why not."""
+    from pipeline.captures import add_session
+
+    try:
+        p = _load(root, params)
+        if scene is not None:
+            from pipeline.params import parse_params
+
+            parse_params({"curate": {"calibration": {scene: 0}}})  # same rule as scene names
+        rep = add_session(
+            src,
+            root / p.paths.datasets,
+            session,
+            p.ingest,
+            p.curate.near_duplicate_distance,
+            {"scene": scene, "vehicle": vehicle, "camera": camera},
+            root / p.paths.out / "ingest" / "manifest.parquet",
+        )
+    except PipelineError as err:
+        raise _fail(err) from None
+    for name in rep.added:
+        typer.echo(f"added        {name}")
+    for name, other, bits in rep.near_duplicates:
+        typer.echo(f"near-dup     {name}: within {bits} bits of {other} (added, flagged)")
+    for name, other in rep.duplicates:
+        typer.echo(f"duplicate    {name}: same bytes as {other} (not copied)")
+    for name, why in rep.quarantined:
+        typer.echo(f"quarantined  {name}: {why} (not copied)")
+    for name, why in rep.skipped:
+        typer.echo(f"skipped      {name}: {why}")
+    typer.echo(
+        f"{len(rep.added)} added to {rep.folder}, {len(rep.near_duplicates)} flagged, "
+        f"{len(rep.duplicates)} duplicates, {len(rep.quarantined)} quarantined, "
+        f"{len(rep.skipped)} skipped"
+    )
+    if rep.added and track:
+        code = _dvc(root, "add", "-q", str(rep.folder.relative_to(root)))
+        if code != 0:
+            typer.echo(
+                f"fieldcal: `dvc add {rep.folder}` failed ({code}); the files are in "
+                "place, track them by hand",
+                err=True,
+            )
+            raise typer.Exit(1)
+
+
+@scenes_app.callback()
+def scenes(ctx: typer.Context, root: RootOpt = Path("."), params: ParamsOpt | None = None) -> None:
+    """Images per scene, source and session (from the ingest manifest)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import pyarrow.parquet as pq
+
+    try:
+        p = _load(root, params)
+    except PipelineError as err:
+        raise _fail(err) from None
+    path = root / p.paths.out / "ingest" / "manifest.parquet"
+    if not path.is_file():
+        typer.echo(f"fieldcal: {path} not found; run `dvc repro` first", err=True)
+        raise typer.Exit(1)
+    counts: dict[tuple[str, str, str, str], int] = {}
+    for r in pq.read_table(path).to_pylist():
+        if r["status"] == "ok":
+            key = (r["scene"], r["source"], r["session"], r["scene_origin"])
+            counts[key] = counts.get(key, 0) + 1
+    typer.echo(f"{'scene':<12} {'source':<8} {'session':<32} {'tagged by':<14} images")
+    for (scene, source, session, origin), n in sorted(counts.items()):
+        typer.echo(f"{scene:<12} {source:<8} {session:<32} {origin:<14} {n:>6}")
+
+
+@scenes_app.command("set")
+def scenes_set(
+    pattern: Annotated[str, typer.Argument(help="glob over paths under datasets/")],
+    scene: Annotated[str, typer.Argument()],
+    root: RootOpt = Path("."),
+    params: ParamsOpt | None = None,
+) -> None:
+    """Set the scene of every image matching PATTERN, in its folder's sidecar.json."""
+    from pipeline.scenes import set_scene
+
+    try:
+        p = _load(root, params)
+        changed = set_scene(root / p.paths.datasets, pattern, scene, p.ingest.extensions)
+    except PipelineError as err:
+        raise _fail(err) from None
+    typer.echo(f"{len(changed)} image(s) set to scene {scene!r}; run `dvc repro` to apply")
+
+
+@app.command("curate")
+def curate_cmd(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print, write nothing")] = False,
+    root: RootOpt = Path("."),
+    params: ParamsOpt | None = None,
+) -> None:
+    """What curation picks with the current params, and why (--dry-run writes nothing)."""
+    import pyarrow.parquet as pq
+
+    from pipeline import curate as curate_mod
+
+    try:
+        p = _load(root, params)
+    except PipelineError as err:
+        raise _fail(err) from None
+    path = root / p.paths.out / "ingest" / "manifest.parquet"
+    if not path.is_file():
+        typer.echo(f"fieldcal: {path} not found; run `dvc repro` first", err=True)
+        raise typer.Exit(1)
+    table = curate_mod.curate(pq.read_table(path), p.curate)
+    for r in table.to_pylist():
+        typer.echo(f"{r['role']:<12} {r['scene']:<10} {r['path']}  ({r['reason']})")
+    roles = table.column("role").to_pylist()
+    typer.echo(
+        f"{roles.count('calibration')} calibration, {roles.count('evaluation')} "
+        f"evaluation, {roles.count('unused')} unused"
+    )
+    if not dry_run:
+        from pipeline.atomic import write_parquet
+
+        write_parquet(root / p.paths.out / "curate" / "curated.parquet", table)
 
 
 @encodings_app.command("diff")

@@ -26,7 +26,7 @@ from pipeline.params import IngestParams
 from pipeline.scenes import AUTO_RULE, LumaStats, auto_scene
 from pipeline.sidecar import SIDECAR_NAME, Sidecar, read_sidecar
 
-DECODER_VERSION = "1"  # bump when decode/statistics change, to invalidate the cache
+DECODER_VERSION = "2"  # bump when decode/statistics change, to invalidate the cache
 METADATA_FILES = {SIDECAR_NAME, "README.md", ".gitignore", ".gitkeep"}
 
 MANIFEST_SCHEMA = pa.schema(
@@ -53,6 +53,7 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("origin", pa.string()),
         pa.field("licence", pa.string()),
         pa.field("duplicate_of", pa.string()),
+        pa.field("dhash", pa.string()),
         pa.field("luma_mean", pa.float64()),
         pa.field("luma_std", pa.float64()),
         pa.field("luma_p01", pa.float64()),
@@ -77,9 +78,22 @@ class Decoded:
     height: int | None = None
     frames: int | None = None
     luma: dict[str, float] = field(default_factory=dict)
+    dhash: str | None = None  # 64-bit difference hash, hex (near-duplicate detection)
 
 
-def _luma_stats(img: Image.Image, size: int) -> dict[str, float]:
+def dhash(gray: Image.Image) -> str:
+    """64-bit difference hash: 9x8 grey thumbnail, one bit per horizontal gradient sign.
+    Near-identical images differ in a few bits (Hamming distance)."""
+    small = np.asarray(gray.resize((9, 8), Image.Resampling.BILINEAR), dtype=np.int16)
+    bits = (small[:, 1:] > small[:, :-1]).ravel()
+    return f"{int(''.join('1' if b else '0' for b in bits), 2):016x}"
+
+
+def hamming(a: str, b: str) -> int:
+    return (int(a, 16) ^ int(b, 16)).bit_count()
+
+
+def _luma_stats(img: Image.Image, size: int) -> tuple[dict[str, float], str]:
     from pipeline.tensors import to_rgb
 
     rgb = to_rgb(img)
@@ -87,7 +101,7 @@ def _luma_stats(img: Image.Image, size: int) -> dict[str, float]:
     a = np.asarray(rgb, dtype=np.float64)
     y = 0.299 * a[..., 0] + 0.587 * a[..., 1] + 0.114 * a[..., 2]
     p01, p50, p99 = np.percentile(y, [1, 50, 99])
-    return asdict(
+    stats = asdict(
         LumaStats(
             mean=float(y.mean()),
             std=float(y.std()),
@@ -98,6 +112,7 @@ def _luma_stats(img: Image.Image, size: int) -> dict[str, float]:
             bright_frac=float((y >= 245).mean()),
         )
     )
+    return stats, dhash(rgb.convert("L"))
 
 
 def decode(path: Path, p: IngestParams) -> Decoded:
@@ -113,7 +128,7 @@ def decode(path: Path, p: IngestParams) -> Decoded:
                 if fmt == "JPEG":
                     img.draft("RGB", (p.stats_size, p.stats_size))  # reduced-size DCT decode
                 img.load()
-                luma = _luma_stats(img, p.stats_size)
+                luma, phash = _luma_stats(img, p.stats_size)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         return Decoded("quarantined", f"decompression bomb: {err}")
     except UnidentifiedImageError:
@@ -138,7 +153,7 @@ def decode(path: Path, p: IngestParams) -> Decoded:
         reason = f"extension {ext} but content is {fmt}"
     if frames > 1:
         reason = "; ".join(filter(None, [reason, f"{frames} frames: the first is used"]))
-    return Decoded("ok", reason, fmt, mode, width, height, frames, luma)
+    return Decoded("ok", reason, fmt, mode, width, height, frames, luma, phash)
 
 
 @dataclass(frozen=True)
@@ -283,6 +298,20 @@ def _process(args: tuple[Path, IngestParams, Path | None, str | None, int]) -> _
     return _FileResult(sha, size, _decode_cached(path, sha, p, cache), hit)
 
 
+def nearest_sidecar(
+    root: Path, folder: Path, seen: dict[Path, Sidecar | None]
+) -> tuple[Sidecar | None, Path]:
+    """The sidecar of ``folder`` or of its nearest ancestor below ``root`` (a session's sidecar
+    covers its subfolders; per-image keys are paths relative to the sidecar's folder)."""
+    here = folder
+    while True:
+        if here not in seen:
+            seen[here] = read_sidecar(here)
+        if seen[here] is not None or here == root or root not in here.parents:
+            return seen[here], here
+        here = here.parent
+
+
 @dataclass
 class IngestResult:
     table: pa.Table
@@ -311,8 +340,6 @@ def ingest(root: Path, p: IngestParams, cache: Path | None = None) -> IngestResu
     decoded = cached = 0
     for f in found:
         folder = f.path.parent
-        if folder not in sidecars:
-            sidecars[folder] = read_sidecar(folder)
         row: dict[str, object] = {"path": f.rel, "source": f.source, "session": f.session}
         if f.problem:
             status = "skipped" if f.problem.startswith("skipped") else "quarantined"
@@ -335,9 +362,10 @@ def ingest(root: Path, p: IngestParams, cache: Path | None = None) -> IngestResu
             "width": d.width,
             "height": d.height,
             "frames": d.frames,
+            "dhash": d.dhash,
         }
-        meta = sidecars[folder]
-        im = meta.for_image(f.path.name) if meta is not None else None
+        meta, base = nearest_sidecar(root, folder, sidecars)
+        im = meta.for_image(f.path.relative_to(base).as_posix()) if meta is not None else None
         if im is not None:
             row |= {
                 "vehicle": im.vehicle,

@@ -63,16 +63,34 @@ class IngestParams(_Section):
         return v
 
 
+Quota = Annotated[float, Field(ge=0)]  # a count, or a fraction (0 < q < 1) of the eligible
+
+
 class CurateParams(_Section):
     seed: int = 0
-    # Per-scene number of images for calibration and for (disjoint) evaluation. A scene absent
-    # from a mapping gets `default_*` images; 0 leaves it out of that set.
-    calibration: dict[SceneName, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
-    evaluation: dict[SceneName, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
-    default_calibration: int = Field(default=16, ge=0)
-    default_evaluation: int = Field(default=4, ge=0)
-    # Evaluation draws only from these sources (generic photos calibrate, field data evaluates).
+    # Per-scene number (or fraction) of images for calibration and for (disjoint) evaluation.
+    # A scene absent from a mapping gets `default_*`; 0 leaves it out of that set.
+    calibration: dict[SceneName, Quota] = Field(default_factory=dict)
+    evaluation: dict[SceneName, Quota] = Field(default_factory=dict)
+    default_calibration: Quota = 16
+    default_evaluation: Quota = 4
+    include: tuple[str, ...] = ()  # globs over paths relative to datasets/; empty: all
     exclude: tuple[str, ...] = ()
+    # Images within this many bits of difference hash of a better-ranked one are near
+    # duplicates and not picked; 0 turns it off.
+    near_duplicate_distance: int = Field(default=4, ge=0, le=32)
+    selection: Literal["random", "diversity"] = "random"
+    session_cap: int | None = Field(default=None, ge=1)  # calibration images per session
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _inside_datasets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for g in v:
+            if g.startswith("/") or ".." in g.split("/"):
+                raise ValueError(
+                    f"pattern {g!r} must stay inside datasets/ (no '/' prefix, no '..')"
+                )
+        return v
 
 
 class TensorsParams(_Section):
