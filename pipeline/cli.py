@@ -242,6 +242,49 @@ def scenes_set(
     typer.echo(f"{len(changed)} image(s) set to scene {scene!r}; run `dvc repro` to apply")
 
 
+@app.command("coverage")
+def coverage_cmd(
+    session: Annotated[str, typer.Argument(help="a session under datasets/vehicle/")],
+    root: RootOpt = Path("."),
+    params: ParamsOpt | None = None,
+) -> None:
+    """Does SESSION fit the current encodings? requantize yes/no per scene, with the reason."""
+    from pipeline.coverage import session_report
+
+    try:
+        p = _load(root, params)
+        report = session_report(
+            root,
+            p.paths,
+            p.model.path,
+            p.quantize.fold_batchnorm,
+            p.tensors,
+            p.coverage,
+            p.curate.seed,
+            session,
+        )
+    except PipelineError as err:
+        raise _fail(err) from None
+    except FileNotFoundError as err:
+        typer.echo(f"fieldcal: {err.filename} not found; run `dvc repro` first", err=True)
+        raise typer.Exit(1) from None
+    if not report:
+        typer.echo(
+            f"fieldcal: no ingested images for session {session!r}; run `dvc repro` "
+            "(ingest) after adding it",
+            err=True,
+        )
+        raise typer.Exit(1)
+    for scene, v in report[session].items():
+        typer.echo(f"{session} {scene}: requantize {v['requantize']} - {v['reason']}")
+        for r in v["tensors"][:5]:
+            typer.echo(
+                f"    {r['tensor']:<10} clip {r['clip_rate']:.3%}  SQNR "
+                f"{r['sqnr_db']:.1f} dB (evaluation set {r['baseline_sqnr_db']:.1f})  "
+                f"range use {r['range_use']:.0%}"
+            )
+
+
 @app.command("curate")
 def curate_cmd(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print, write nothing")] = False,

@@ -8,8 +8,8 @@ Metrics (spec §8), accumulated in float64 over every element of every evaluatio
   ``10 log10(sum x^2 / sum (x - y)^2)``, i.e. the tensors concatenated.
 * SQNR, inference-based (QNN accuracy debugger ``SQNRVerifier``): signal power from ``y``.
 * cosine similarity ``sum(x y) / sqrt(sum x^2 sum y^2)`` (1.0 when both are all zero);
-* MSE, max absolute error, and the clip rate: the fraction of float activations outside the
-  tensor's encoding range.
+* MSE, max absolute error, and the clip rate: the fraction of float activations more than half
+  a step outside the tensor's encoding range (nearer ones only round to the range's end).
 
 Modes: ``oneshot`` runs the whole quantized model so errors accumulate (QNN's
 oneshot-layerwise); attribution re-runs with weights only and activations only quantized.
@@ -30,7 +30,7 @@ from pipeline.detect import DECODERS, Agreement
 from pipeline.errors import ParamsError
 from pipeline.model import ModelView, with_outputs
 from pipeline.params import EvaluateParams, Gate, QuantizeParams, TensorsParams
-from pipeline.quantize.encoding import RoundMode
+from pipeline.quantize.encoding import Encoding, RoundMode
 from pipeline.quantize.simulate import (
     Encodings,
     SimOptions,
@@ -86,7 +86,7 @@ class LayerAcc:
         self.sxy += float(xd @ yd)
         self.see += see
         self.max_abs = max(self.max_abs, float(np.abs(e).max()) if e.size else 0.0)
-        self.clipped += int(np.count_nonzero((x < lo) | (x > hi)))
+        self.clipped += int(np.count_nonzero((x < lo) | (x > hi)))  # lo/hi widened by half a step
         s = sqnr_db(sxx, see)
         self.images += 1
         self.sum_image_sqnr += s
@@ -139,6 +139,12 @@ class EvalOptions:
     round_mode: str = "half_away"
 
 
+def clip_bounds(e: Encoding) -> tuple[float, float]:
+    """Values beyond these are clipped: more than half a step outside [min, max] (nearer ones
+    only round to the range's end, an ordinary rounding error)."""
+    return e.min - e.scale / 2, e.max + e.scale / 2
+
+
 def _tail_ratio(x: NDArray[np.float32]) -> float:
     """quantile(|x|, 0.9999) / max|x| on a fixed stride of at most ~200k samples."""
     flat = np.abs(x.ravel())
@@ -179,7 +185,7 @@ def run_evaluation(
         lw_model, lw_names = build_layerwise_model(view, enc, mode)
         lw_runner = Runner(with_outputs(lw_model, names), "basic")
     decoder = DECODERS.get(opts.decoder)
-    ranges = {t: (enc.activations[t].min, enc.activations[t].max) for t in names}
+    ranges = {t: clip_bounds(enc.activations[t]) for t in names}
     results: dict[str, SceneResult] = {}
     for img in images:
         x = read_raw(img.raw, tp, view.input_layout)
@@ -255,8 +261,9 @@ def _sensitivity(
                     .setdefault(kind, {o: LayerAcc() for o in view.outputs})
                 )
                 for o in view.outputs:
-                    lo, hi = enc.activations[o].min, enc.activations[o].max
-                    accs[o].add(refs[img.raw][o], out[o], lo, hi, img.path)
+                    accs[o].add(
+                        refs[img.raw][o], out[o], *clip_bounds(enc.activations[o]), img.path
+                    )
 
 
 def gate_for(scene: str, p: EvaluateParams) -> Gate:

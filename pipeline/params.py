@@ -197,6 +197,13 @@ class EvaluateParams(_Section):
     detection_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
 
 
+class CoverageParams(_Section):
+    clip_rate_max: float = Field(default=1e-5, ge=0.0, le=1.0)
+    sqnr_drop_db: float = Field(default=3.0, ge=0.0)
+    max_images: int = Field(default=32, ge=1)  # per session and scene, first by seeded rank
+    report_tensors: int = Field(default=10, ge=1)
+
+
 class ReportParams(_Section):
     title: str = "fieldcal quantization report"
 
@@ -209,6 +216,7 @@ class Params(_Section):
     tensors: TensorsParams = TensorsParams()
     quantize: QuantizeParams = QuantizeParams()
     evaluate: EvaluateParams = EvaluateParams()
+    coverage: CoverageParams = CoverageParams()
     report: ReportParams = ReportParams()
 
 

@@ -14,7 +14,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-STAGES = ["ingest", "curate", "tensors", "quantize", "evaluate", "report"]
+STAGES = ["ingest", "curate", "tensors", "quantize", "evaluate", "coverage", "report"]
 
 
 def env() -> dict[str, str]:

@@ -136,3 +136,42 @@ def test_gate_fails_the_run_with_one_line_per_scene(project):
     # back to the original params: DVC restores the earlier evaluation from its run-cache
     _, out = _repro(project)
     assert "'evaluate'" in out
+
+
+def test_captures_coverage_says_yes_where_new_data_clips(project):
+    import numpy as np
+
+    src_same = project / "incoming_same"
+    src_clip = project / "incoming_clip"
+    src_same.mkdir()
+    src_clip.mkdir()
+    curated = pq.read_table(project / "out/curate/curated.parquet").to_pylist()
+    calib = [r["path"] for r in curated if r["role"] == "calibration"][:4]
+    for i, rel in enumerate(calib):  # calibration pictures, re-encoded: inside the encodings
+        Image.open(project / "datasets" / rel).convert("RGB").save(src_same / f"{i}.png")
+    rng = np.random.default_rng(7)
+    for i in range(4):  # saturated, high-contrast noise: far outside what calibration saw
+        a = (rng.integers(0, 2, (240, 320, 3)) * 255).astype(np.uint8)
+        Image.fromarray(a).save(src_clip / f"{i}.png")
+    for src, name in ((src_same, "s_same"), (src_clip, "s_clip")):
+        run(
+            [
+                str(BIN / "fieldcal"),
+                "captures",
+                "add",
+                str(src),
+                "--session",
+                name,
+                "--scene",
+                "night",
+                "--root",
+                str(project),
+            ],
+            project,
+        )
+    assert (project / "datasets/vehicle/s_clip.dvc").is_file()  # tracked by DVC
+    run([str(BIN / "dvc"), "repro", "ingest"], project)  # ingest only: no re-quantization yet
+    same = run([str(BIN / "fieldcal"), "coverage", "s_same", "--root", str(project)], project)
+    clip = run([str(BIN / "fieldcal"), "coverage", "s_clip", "--root", str(project)], project)
+    assert "requantize no" in same.stdout, same.stdout
+    assert "requantize yes" in clip.stdout and "clips" in clip.stdout, clip.stdout

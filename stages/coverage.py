@@ -1,0 +1,28 @@
+"""DVC stage `coverage`: each field session against the current encodings -> requantize yes/no."""
+
+from pathlib import Path
+
+from pipeline import coverage
+from pipeline.atomic import write_json
+from pipeline.params import Params
+from pipeline.stage import run
+
+
+def main(params: Params) -> None:
+    report = coverage.session_report(
+        Path("."),
+        params.paths,
+        params.model.path,
+        params.quantize.fold_batchnorm,
+        params.tensors,
+        params.coverage,
+        params.curate.seed,
+    )
+    write_json(params.paths.out / "coverage" / "coverage.json", report)
+    for sess, scenes in report.items():
+        for scene, v in scenes.items():
+            print(f"coverage: {sess} {scene}: requantize {v['requantize']} ({v['reason']})")
+
+
+if __name__ == "__main__":
+    run(main)
