@@ -204,6 +204,11 @@ class CoverageParams(_Section):
     report_tensors: int = Field(default=10, ge=1)
 
 
+class RemediesParams(_Section):
+    # 16-bit ladders: try the K activations that lose most on their own at 16 bits.
+    mixed16: tuple[Annotated[int, Field(ge=1)], ...] = (4, 16)
+
+
 class ReportParams(_Section):
     title: str = "fieldcal quantization report"
 
@@ -217,6 +222,7 @@ class Params(_Section):
     quantize: QuantizeParams = QuantizeParams()
     evaluate: EvaluateParams = EvaluateParams()
     coverage: CoverageParams = CoverageParams()
+    remedies: RemediesParams = RemediesParams()
     report: ReportParams = ReportParams()
 
 

@@ -86,8 +86,38 @@ def render_html(
     calibration: Mapping[str, int],
     worst_n: int,
     advice: Sequence[Mapping[str, Any]] = (),
+    remedies: Mapping[str, Any] | None = None,
 ) -> str:
     scenes = metrics["scenes"]
+    remedy_html = "<p>Remedies not evaluated.</p>"
+    if remedies:
+        remedy_rows = [
+            [
+                scene,
+                r["remedy"],
+                r["output_sqnr_db"],
+                r["output_cosine"],
+                r["face_miss_rate"] if r["face_miss_rate"] is not None else "n/a",
+                "pass" if r["passes_gate"] else "fail",
+                "chosen" if r["remedy"] == v["chosen"] else "",
+                r["cost"],
+            ]
+            for scene, v in sorted(remedies.items())
+            for r in v["remedies"]
+        ]
+        remedy_html = _table(
+            [
+                "scene",
+                "remedy",
+                "output SQNR dB",
+                "output cosine",
+                "face miss rate",
+                "gate",
+                "",
+                "cost",
+            ],
+            remedy_rows,
+        )
     summary_rows = [
         [
             s,
@@ -237,6 +267,8 @@ from a device); activations {html.escape(info["activations"])}, weights
 {"".join(worst_sections)}
 <h2>Sensitivity</h2>
 {sens_html}
+<h2>Remedies per scene (cheapest passing one chosen)</h2>
+{remedy_html}
 <h2>QNN readiness</h2>
 {advice_html}
 </body></html>

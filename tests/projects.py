@@ -14,7 +14,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-STAGES = ["ingest", "curate", "tensors", "quantize", "evaluate", "coverage", "report"]
+STAGES = ["ingest", "curate", "tensors", "quantize", "evaluate", "coverage", "remedies", "report"]
 
 
 def env() -> dict[str, str]:
@@ -46,6 +46,7 @@ def make_project(dst: Path) -> Path:
     params["curate"]["evaluation"] = {"day": 2, "night": 1, "backlight": 1}
     params["tensors"]["height"], params["tensors"]["width"] = 128, 160
     params["evaluate"]["sensitivity_layers"] = 1
+    params["remedies"]["mixed16"] = [4]
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], dst)
     run([str(BIN / "fieldcal"), "demo", "init", "--root", str(dst)], dst)

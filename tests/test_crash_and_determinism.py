@@ -20,7 +20,7 @@ TRIALS = 24
 def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     project = make_project(tmp_path_factory.mktemp("crash"))
     ran, _ = repro(project)
-    assert ran == STAGES
+    assert sorted(ran) == sorted(STAGES)
     return project, output_hashes(project)
 
 

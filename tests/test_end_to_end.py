@@ -29,7 +29,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_first_repro_runs_every_stage_and_outputs_validate(project):
     ran, _ = _repro(project)
-    assert ran == STAGES
+    assert sorted(ran) == sorted(STAGES) and ran[0] == "ingest" and ran[-1] == "report"
     p = yaml.safe_load((project / "params.yaml").read_text())
 
     manifest = pq.read_table(project / "out/ingest/manifest.parquet")
@@ -62,6 +62,15 @@ def test_first_repro_runs_every_stage_and_outputs_validate(project):
         assert math.isfinite(m["output_sqnr_db"]) and -1 <= m["output_cosine"] <= 1
         assert m["worst_layer"] and math.isfinite(m["worst_layer_own_sqnr_db"])
         assert 0 <= m["faces"]["miss_rate"] <= 1 and len(m["sensitivity"]) == 1
+    remedies = json.loads((project / "out/remedies/remedies.json").read_text())
+    assert set(remedies) == {"day", "night", "backlight"}
+    for scene, v in remedies.items():
+        names = [r["remedy"] for r in v["remedies"]]
+        assert names[:2] == ["generic", "union"] and names[-1] == "a16_all"
+        if v["chosen"] is not None:  # the chosen remedy passes and its encodings are written
+            chosen = next(r for r in v["remedies"] if r["remedy"] == v["chosen"])
+            assert chosen["passes_gate"]
+            assert (project / f"out/remedies/encodings_{scene}.json").is_file()
     advice = json.loads((project / "out/evaluate/advice.json").read_text())
     assert {a["kind"] for a in advice} >= {"channels_not_multiple_of_32"}
     html = (project / "out/report/report.html").read_text()
