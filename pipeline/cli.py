@@ -55,7 +55,11 @@ def params_check(root: RootOpt = Path("."), params: ParamsOpt | None = None) -> 
 
 
 @demo_app.command("init")
-def demo_init(root: RootOpt = Path("."), params: ParamsOpt | None = None) -> None:
+def demo_init(
+    root: RootOpt = Path("."),
+    params: ParamsOpt | None = None,
+    track: Annotated[bool, typer.Option(help="track the data and model with `dvc add`")] = True,
+) -> None:
     """Lay down the demo model and data (idempotent; never overwrites a file you changed)."""
     from pipeline import demo
 
@@ -70,6 +74,16 @@ def demo_init(root: RootOpt = Path("."), params: ParamsOpt | None = None) -> Non
     )
     for f in rep.kept_user_files:
         typer.echo(f"demo: kept your version of {f} (differs from the demo's)", err=True)
+    if track and (root / ".dvc").is_dir():
+        # Data and model as DVC sees a real project: one .dvc per session, so `dvc push`
+        # and `dvc pull` carry them and `git status` shows exactly what changed.
+        targets = [p.paths.datasets / "generic", p.model.path] + [
+            p.paths.datasets / "vehicle" / s.name for s in demo.SESSIONS
+        ]
+        code = _dvc(root, "add", "-q", *[str(t) for t in targets])
+        if code != 0:
+            typer.echo(f"fieldcal: `dvc add` of the demo data failed ({code})", err=True)
+            raise typer.Exit(code)
 
 
 def _dvc(root: Path, *args: str) -> int:
@@ -82,7 +96,7 @@ def _dvc(root: Path, *args: str) -> int:
 @demo_app.command("run")
 def demo_run(root: RootOpt = Path("."), params: ParamsOpt | None = None) -> None:
     """demo init, then `dvc repro`, then the per-scene summary and the report's path."""
-    demo_init(root, params)
+    demo_init(root, params, track=True)
     code = _dvc(root, "repro")
     if code != 0:
         typer.echo(f"fieldcal: dvc repro failed with exit code {code}", err=True)

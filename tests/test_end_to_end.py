@@ -184,3 +184,21 @@ def test_captures_coverage_says_yes_where_new_data_clips(project):
     clip = run([str(BIN / "fieldcal"), "coverage", "s_clip", "--root", str(project)], project)
     assert "requantize no" in same.stdout, same.stdout
     assert "requantize yes" in clip.stdout and "clips" in clip.stdout, clip.stdout
+
+
+def test_remote_round_trip_then_repro_does_nothing(project, tmp_path):
+    """Push to a local-directory remote, clone elsewhere, pull: nothing left to reproduce."""
+    remote = tmp_path / "remote"
+    dvc = str(BIN / "dvc")
+    repro(project)  # settle whatever earlier tests changed
+    run([dvc, "remote", "add", "-d", "local", str(remote)], project)
+    run([dvc, "push", "-q"], project)
+    run(["git", "add", "-A"], project)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run"], project)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    run([dvc, "pull", "-q"], clone)
+    assert (clone / "models/centerface.onnx").is_file()
+    assert (clone / "out/evaluate/metrics.json").is_file()
+    ran, out = repro(clone)
+    assert ran == [], out
