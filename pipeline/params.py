@@ -162,6 +162,8 @@ class QuantizeParams(_Section):
     # (aimet_torch v2, and libpymo as shipped in aimet-onnx 2.42, measured: parity/README.md)
     symmetric_scale_rule: Literal["absmax", "max_of_both"] = "absmax"
     fold_batchnorm: bool = True
+    # "How many images are enough": subsets whose 95th-percentile scale change stays under this.
+    stability_tolerance: float = Field(default=0.05, gt=0.0)
     # Calibration images per onnxruntime call; peak memory scales with this, not the dataset.
     batch_size: int = Field(default=1, ge=1, le=64)
 
