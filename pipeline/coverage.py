@@ -98,7 +98,7 @@ def image_inputs(
 
 
 def verdict(new: Coverage, baseline: Coverage, enc: Encodings, p: CoverageParams) -> dict[str, Any]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for t, acc in new.tensors.items():
         base = baseline.tensors.get(t)
         e = enc.activations[t]

@@ -152,7 +152,7 @@ def curate(manifest: pa.Table, p: CurateParams) -> pa.Table:
             order = list(range(len(rest)))
             how = "rank"
         per_session: dict[str, int] = {}
-        taken = set()
+        taken: set[int] = set()
         for position, idx in enumerate(order):
             rank, pick = rest[idx]
             if len(taken) >= n_cal:

@@ -180,7 +180,8 @@ def run_evaluation(
             round_mode=mode,
         )
         runners[v] = Runner(with_outputs(build_quantized_model(view, enc, sim), names), "basic")
-    lw_runner, lw_names = None, {}
+    lw_runner: Runner | None = None
+    lw_names: dict[str, str] = {}
     if opts.layerwise:
         lw_model, lw_names = build_layerwise_model(view, enc, mode)
         lw_runner = Runner(with_outputs(lw_model, names), "basic")
@@ -272,8 +273,8 @@ def gate_for(scene: str, p: EvaluateParams) -> Gate:
     d, floor = p.default_gate, p.gate_floor
 
     def pick(key: str, stricter: Callable[[float, float], float]) -> float | None:
-        own = getattr(g, key) if getattr(g, key) is not None else getattr(d, key)
-        bound = getattr(floor, key)
+        own: float | None = getattr(g, key) if getattr(g, key) is not None else getattr(d, key)
+        bound: float | None = getattr(floor, key)
         if own is None or bound is None:
             return own if own is not None else bound
         return stricter(own, bound)

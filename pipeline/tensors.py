@@ -68,7 +68,9 @@ def preprocess(img: Image.Image, p: TensorsParams) -> NDArray[np.float32]:
     x_hwc = np.asarray(canvas, dtype=np.float32)  # (H, W, 3) RGB
     if p.color == "BGR":
         x_hwc = x_hwc[:, :, ::-1]
-    x_hwc = (x_hwc - np.asarray(p.mean, np.float32)) / np.asarray(p.std, np.float32)
+    x_hwc = np.divide(
+        x_hwc - np.asarray(p.mean, np.float32), np.asarray(p.std, np.float32), dtype=np.float32
+    )
     x_nhwc = x_hwc[None]  # (H,W,C) -> (1,H,W,C)
     if p.layout == "NCHW":
         return np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2))  # (1,H,W,C) -> (1,C,H,W)

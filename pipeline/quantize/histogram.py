@@ -56,7 +56,7 @@ class Pdf:
 
     def set_support(self, start: float, bucket: float) -> None:
         self.bucket = bucket
-        self.x_left = start + np.arange(PDF_SIZE) * bucket
+        self.x_left = start + np.arange(PDF_SIZE, dtype=np.float64) * bucket
         self.pdf = np.zeros(PDF_SIZE)
         self.iterations = 0
 

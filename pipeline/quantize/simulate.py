@@ -66,7 +66,9 @@ def bias_encodings(
     return [int32_bias_encoding(scale_in, s) for s in scales]
 
 
-def _fake_quant_bias(b: NDArray[np.float32], encs: list[Encoding], mode: RoundMode) -> NDArray:
+def _fake_quant_bias(
+    b: NDArray[np.float32], encs: list[Encoding], mode: RoundMode
+) -> NDArray[np.float32]:
     if encs and encs[0].bitwidth == 32:
         return fake_quant_int32_bias(b, encs if len(encs) == b.shape[0] else encs * b.shape[0])
     return dequantize(quantize(b, encs[0], mode), encs[0]).astype(np.float32)

@@ -9,7 +9,7 @@ of every activation's scale. The curve is the 95th percentile over tensors, aver
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,12 +23,13 @@ def _scales(per_image: NDArray[np.float64], min_range: float) -> NDArray[np.floa
     lo = np.minimum(per_image[:, 0].min(0), 0.0)
     hi = np.maximum(per_image[:, 1].max(0), 0.0)
     hi = np.maximum(hi, lo + min_range)
-    return (hi - lo) / 255.0
+    scales: NDArray[np.float64] = (hi - lo) / 255.0
+    return scales
 
 
 def curve(
     per_image: NDArray[np.float64],
-    groups: dict[str, Sequence[int]],
+    groups: Mapping[str, Sequence[int]],
     seed: int,
     repeats: int = 3,
     tolerance: float = 0.05,
