@@ -37,14 +37,15 @@ H, W = 480, 640
 METHODS = ("floor", "fieldcal tf", "fieldcal hist", "ort MinMax", "ort Percentile")
 
 
-def make_raws(folder: Path, n: int) -> list[Path]:
+def make_raws(folder: Path, n: int, height: int = H, width: int = W) -> list[Path]:
+    """``n`` seeded crops of the demo photographs, resized to width x height, as NCHW .raw."""
     from PIL import Image
 
     from pipeline.demo import PHOTOS, _package_dir
     from pipeline.params import TensorsParams
     from pipeline.tensors import preprocess, write_raw
 
-    tp = TensorsParams(height=H, width=W, layout="NCHW", resize="stretch")
+    tp = TensorsParams(height=height, width=width, layout="NCHW", resize="stretch")
     rng = np.random.default_rng(0)
     sources = [_package_dir(p.package) / p.rel for p in PHOTOS]
     out = []

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from pipeline.quantize.encoding import (
     dequantize,
+    fake_quant_per_channel,
     from_min_max,
     from_scale_offset,
     int32_bias_encoding,
@@ -212,3 +213,18 @@ def test_eps_scale_min_range_matches_libpymo():
     # symmetric: a dead channel gets the FLT_EPS step (aimet exports 1.19e-7, spec §6.1)
     s = symmetric_encoding(-1e-9, 1e-9, min_range=None)
     assert (s.scale, s.offset) == (pytest.approx(1.1920928955078125e-07), -128)
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("mode", ["half_away", "half_even"])
+def test_per_channel_fake_quant_equals_quantize_dequantize_per_slice(axis, mode):
+    rng = np.random.default_rng(axis)
+    shape = [1, 1, 1, 1]
+    shape[axis] = (5, 6)[axis]
+    w = (rng.normal(size=(5, 6, 3, 3)) * rng.uniform(0.01, 3.0, shape)).astype(np.float32)
+    slices = np.moveaxis(w, axis, 0)  # (C, ...) one slice per channel
+    encs = [symmetric_encoding(float(s.min()), float(s.max()), 8) for s in slices]
+    got = np.moveaxis(fake_quant_per_channel(w, encs, axis, mode), axis, 0)
+    for c, enc in enumerate(encs):
+        want = dequantize(quantize(slices[c], enc, mode), enc).astype(np.float32)
+        np.testing.assert_array_equal(got[c], want)

@@ -208,13 +208,25 @@ def dequantize(q: NDArray[np.integer], enc: Encoding) -> NDArray[np.float64]:
 def fake_quant_per_channel(
     w: NDArray[np.float32], encs: list[Encoding], axis: int, mode: RoundMode = "half_away"
 ) -> NDArray[np.float32]:
-    """Quantize then dequantize ``w`` with one encoding per slice along ``axis``."""
-    out = np.empty_like(w, dtype=np.float32)
-    for c, enc in enumerate(encs):
-        sl = [slice(None)] * w.ndim
-        sl[axis] = slice(c, c + 1)
-        out[tuple(sl)] = dequantize(quantize(w[tuple(sl)], enc, mode), enc).astype(np.float32)
-    return out
+    """Quantize then dequantize ``w`` with one encoding per slice along ``axis``.
+
+    Element for element the same arithmetic as :func:`quantize` then :func:`dequantize`, with
+    each channel's (min, max, scale, offset, steps) broadcast along ``axis``.
+    """
+    shape = [1] * w.ndim
+    shape[axis] = len(encs)
+
+    def per_channel(values: list[float]) -> NDArray[np.float64]:
+        return np.asarray(values, np.float64).reshape(shape)
+
+    lo = per_channel([e.min for e in encs])
+    hi = per_channel([e.max for e in encs])
+    scale = per_channel([e.scale for e in encs])
+    offset = per_channel([e.offset for e in encs])
+    steps = per_channel([e.steps for e in encs])
+    xc = np.clip(np.asarray(w, np.float64), lo, hi)
+    q = np.clip(_round(xc / scale - offset, mode), 0, steps)
+    return (scale * (q + offset)).astype(np.float32)
 
 
 def int32_bias_encoding(scale_in: float, scale_w: float) -> Encoding:
