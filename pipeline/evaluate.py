@@ -408,6 +408,29 @@ def summarize(
     return metrics, layer_rows, failures
 
 
+def oneshot_metrics(
+    view: ModelView,
+    enc: Encodings,
+    images: Sequence[EvalImage],
+    tp: TensorsParams,
+    ep: EvaluateParams,
+    decoder: str,
+    round_mode: str,
+) -> dict[str, Any]:
+    """Per-scene metrics of ``enc`` on ``images``, oneshot only (no attribution, layerwise or
+    sweep): what comparing alternative encodings needs."""
+    opts = EvalOptions(
+        attribution=False,
+        layerwise=False,
+        sensitivity_layers=0,
+        decoder=decoder,
+        detection_threshold=ep.detection_threshold,
+        round_mode=round_mode,
+    )
+    metrics, _, _ = summarize(view, run_evaluation(view, enc, images, tp, opts), ep)
+    return metrics
+
+
 GATE_CHECKS = (  # (label, metric path in a scene's metrics, gate key, value must be at least)
     ("output cosine", ("output_cosine",), "cosine_min", True),
     ("output SQNR dB", ("output_sqnr_db",), "sqnr_min_db", True),

@@ -162,8 +162,6 @@ class QuantizeParams(_Section):
     # (aimet_torch v2, and libpymo as shipped in aimet-onnx 2.42, measured: parity/README.md)
     symmetric_scale_rule: Literal["absmax", "max_of_both"] = "absmax"
     fold_batchnorm: bool = True
-    # "How many images are enough": subsets whose 95th-percentile scale change stays under this.
-    stability_tolerance: float = Field(default=0.05, gt=0.0)
     # Calibration images per onnxruntime call; peak memory scales with this, not the dataset.
     batch_size: int = Field(default=1, ge=1, le=64)
 
@@ -211,6 +209,15 @@ class RemediesParams(_Section):
     mixed16: tuple[Annotated[int, Field(ge=1)], ...] = (4, 16)
 
 
+class StabilityParams(_Section):
+    """How many calibration images are enough (pipeline/quantize/stability.py)."""
+
+    sizes: tuple[Annotated[int, Field(ge=1)], ...] = (8, 16, 32, 64, 128, 256, 500, 1000)
+    repeats: int = Field(default=3, ge=1, le=20)  # seeded draws per size for the scale curve
+    # "enough": from this size on, the 95th-percentile scale change stays under the tolerance
+    tolerance: float = Field(default=0.05, gt=0.0)
+
+
 class ReportParams(_Section):
     title: str = "fieldcal quantization report"
 
@@ -225,6 +232,7 @@ class Params(_Section):
     evaluate: EvaluateParams = EvaluateParams()
     coverage: CoverageParams = CoverageParams()
     remedies: RemediesParams = RemediesParams()
+    stability: StabilityParams = StabilityParams()
     report: ReportParams = ReportParams()
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline.evaluate import EvalImage, EvalOptions, gate_failures, gate_for, run_evaluation
+from pipeline.evaluate import EvalImage, gate_failures, gate_for, oneshot_metrics
 from pipeline.model import ModelView
 from pipeline.params import EvaluateParams, QuantizeParams, TensorsParams
 from pipeline.quantize import calibrate
@@ -164,22 +164,10 @@ def evaluate_remedies(
     decoder: str,
     round_mode: str,
 ) -> list[dict[str, Any]]:
-    from pipeline.evaluate import summarize
-
-    opts = EvalOptions(
-        attribution=False,
-        layerwise=False,
-        sensitivity_layers=0,
-        decoder=decoder,
-        detection_threshold=ep.detection_threshold,
-        round_mode=round_mode,
-    )
     rows = []
     mine = [i for i in images if i.scene == scene]
     for r in remedies:
-        res = run_evaluation(view, r.encodings, mine, tp, opts)
-        metrics, _, _ = summarize(view, res, ep)
-        m = metrics[scene]
+        m = oneshot_metrics(view, r.encodings, mine, tp, ep, decoder, round_mode)[scene]
         fails = gate_failures(scene, m)
         rows.append(
             {

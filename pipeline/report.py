@@ -87,8 +87,26 @@ def render_html(
     worst_n: int,
     advice: Sequence[Mapping[str, Any]] = (),
     remedies: Mapping[str, Any] | None = None,
+    stability: Mapping[str, Any] | None = None,
 ) -> str:
     scenes = metrics["scenes"]
+    stability_html = "<p>Stability not computed.</p>"
+    if stability:
+        stability_html = _table(
+            ["group", "images", "enough", "subset size", "p95 scale change", "output SQNR dB"],
+            [
+                [
+                    g,
+                    v["images"],
+                    v["enough"] if v["enough"] is not None else "not yet",
+                    pt["images"],
+                    pt["p95_scale_change"],
+                    pt["output_sqnr_db"] if pt["output_sqnr_db"] is not None else "n/a",
+                ]
+                for g, v in sorted(stability.items())
+                for pt in v["curve"]
+            ],
+        )
     remedy_html = "<p>Remedies not evaluated.</p>"
     if remedies:
         remedy_rows = [
@@ -269,6 +287,11 @@ from a device); activations {html.escape(info["activations"])}, weights
 {sens_html}
 <h2>Remedies per scene (cheapest passing one chosen)</h2>
 {remedy_html}
+<h2>How many calibration images are enough</h2>
+<p>Seeded subsets of each scene's calibration images against the whole set: the 95th-percentile
+relative change of activation scales, and the output SQNR on the scene's evaluation images.
+"enough": from that size on, scales move less than the tolerance.</p>
+{stability_html}
 <h2>QNN readiness</h2>
 {advice_html}
 </body></html>

@@ -9,7 +9,7 @@ from pipeline.atomic import write_json
 from pipeline.errors import PipelineError
 from pipeline.params import Params
 from pipeline.progress import progress
-from pipeline.quantize import calibrate, encodings_json, stability
+from pipeline.quantize import calibrate, encodings_json
 from pipeline.stage import run
 
 
@@ -33,14 +33,6 @@ def main(params: Params) -> None:
     write_json(
         out / "calibration.json", calibrate.calibration_record(view, stats.minmax, model_sha)
     )
-    curves = stability.by_scene(
-        stats.per_image,
-        index.column("scene").to_pylist(),
-        params.curate.seed,
-        qp.stability_tolerance,
-        qp.min_range_value or 0.01,
-    )
-    write_json(out / "stability.json", curves)
     if qp.backend == "qnn":
         tool = qnn.find_tool(qnn.CONVERTER)
         if tool is None:

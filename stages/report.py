@@ -17,10 +17,18 @@ def main(params: Params) -> None:
     layers = json.loads((out / "evaluate" / "layers.json").read_text(encoding="utf-8"))
     advice = json.loads((out / "evaluate" / "advice.json").read_text(encoding="utf-8"))
     remedies = json.loads((out / "remedies" / "remedies.json").read_text(encoding="utf-8"))
+    stability = json.loads((out / "stability" / "stability.json").read_text(encoding="utf-8"))
     index = pq.read_table(out / "tensors" / "calibration" / "index.parquet")
     calibration = dict(sorted(Counter(index.column("scene").to_pylist()).items()))
     page = report.render_html(
-        rp.title, metrics, layers, calibration, params.evaluate.worst_layers, advice, remedies
+        rp.title,
+        metrics,
+        layers,
+        calibration,
+        params.evaluate.worst_layers,
+        advice,
+        remedies,
+        stability,
     )
     write_text(out / "report" / "report.html", page)
     write_text(out / "report" / "summary.md", report.render_markdown(rp.title, metrics))

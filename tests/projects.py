@@ -14,7 +14,17 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-STAGES = ["ingest", "curate", "tensors", "quantize", "evaluate", "coverage", "remedies", "report"]
+STAGES = [
+    "ingest",
+    "curate",
+    "tensors",
+    "quantize",
+    "evaluate",
+    "coverage",
+    "remedies",
+    "stability",
+    "report",
+]
 
 
 def env() -> dict[str, str]:

@@ -1,24 +1,67 @@
+"""How many images are enough: curves from seeded subsets of per-image statistics."""
+
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
+import pytest
 
-from pipeline.quantize.stability import by_scene
+from pipeline.params import QuantizeParams, StabilityParams
+from pipeline.quantize import calibrate, stability
+from pipeline.quantize.observers import MinMax
 
 
-def test_enough_images_found_where_the_curve_settles():
+@pytest.fixture(scope="module")
+def per_image(centerface_view):
+    """(600 images, 2, tensors): similar ranges, 30 images 20 % wider on the max side."""
     rng = np.random.default_rng(0)
-    n, tensors = 600, 20
-    # per-image ranges: mostly similar, a few images 20 % wider: small subsets miss them
-    lo = -rng.uniform(0.9, 1.0, (n, tensors))
-    hi = rng.uniform(0.9, 1.0, (n, tensors))
+    n, t = 600, len(centerface_view.all_tensors)
+    lo = -rng.uniform(0.9, 1.0, (n, t))
+    hi = rng.uniform(0.9, 1.0, (n, t))
     hi[rng.choice(n, 30, replace=False)] *= 1.2
-    per_image = np.stack([lo, hi], axis=1)  # (images, 2, tensors)
+    return np.stack([lo, hi], axis=1)
+
+
+def _encoder(view, per_image, qp):
+    base = calibrate.Statistics(MinMax.empty(view.all_tensors), per_image, None, 0, 0)
+    return lambda mm: calibrate.compute_encodings(view, replace(base, minmax=mm), qp)
+
+
+def test_scale_curve_settles_and_whole_set_is_exact(centerface_view, per_image):
+    qp = QuantizeParams()
     scenes = ["day"] * 500 + ["night"] * 100
-    out = by_scene(per_image, scenes, seed=0, tolerance=0.05, min_range=0.01)
-    assert set(out) == {"all", "day", "night"}
-    curve = out["all"]["curve"]
-    assert [p["images"] for p in curve] == [8, 16, 32, 64, 128, 256, 500, 600]
-    assert curve[-1]["p95_scale_change"] == 0.0
-    assert curve[0]["p95_scale_change"] > 0.05  # 8 images usually miss the wide ones
-    assert out["all"]["enough"] is not None and 16 <= out["all"]["enough"] <= 600
-    assert out["night"]["images"] == 100
+    seen = []
+
+    def score(enc):  # records what it was asked to evaluate
+        seen.append(enc)
+        return float(len(seen)), 1.0
+
+    curves = stability.curves(
+        centerface_view,
+        per_image,
+        stability.groups_by_scene(scenes),
+        qp,
+        StabilityParams(sizes=(8, 16, 32, 64, 128, 256, 500)),
+        seed=0,
+        encode=_encoder(centerface_view, per_image, qp),
+        evaluators={"night": score},
+    )
+    by = {c.group: c for c in curves}
+    assert set(by) == {"all", "day", "night"}
+    assert by["all"].sizes == [8, 16, 32, 64, 128, 256, 500, 600]
+    assert by["night"].sizes == [8, 16, 32, 64, 100]
+    for c in curves:
+        assert c.p95_scale_change[-1] == 0.0  # the whole set against itself
+        assert c.p95_scale_change[0] > 0.05  # 8 images usually miss the wide ones
+        assert c.enough is not None and c.enough > 8
+        assert all(c.p95_scale_change[i] <= 0.05 for i in range(c.sizes.index(c.enough), len(c.sizes)))
+    # only night has an evaluator: one evaluation per size, in order
+    assert by["night"].output_sqnr_db == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert by["day"].output_sqnr_db == [None] * len(by["day"].sizes)
+
+
+def test_histogram_modes_use_tf_curves():
+    qp = QuantizeParams.model_validate({"activations": {"mode": "enhanced"}})
+    assert stability.curve_mode(qp).activations.mode == "tf"
+    assert stability.curve_mode(QuantizeParams()) == QuantizeParams()

@@ -1,78 +1,144 @@
-"""How many calibration images are enough: encodings from seeded subsamples against the full set.
+"""How many calibration images are enough: encodings and metrics from seeded subsamples.
 
-For each scene (and for all images together), subsets of 8, 16, 32, ... images (``repeats``
-seeded draws each) give ``tf`` encodings from the per-image min/max statistics the calibration
-already holds (no model run); each subset is compared with the full set by the relative change
-of every activation's scale. The curve is the 95th percentile over tensors, averaged over draws;
-``enough`` is the smallest size from which every larger size stays under ``tolerance``.
+For each scene (and for all calibration images together, ``all``), subsets of the sizes in
+``stability.sizes`` smaller than the set, plus the whole set, are drawn with a seeded generator
+(``stability.repeats`` draws each). Each draw gives min/max encodings from the per-image
+statistics calibration already holds (cached: no model run), compared with the whole set's by
+the relative change of every activation's scale; a size's point is the 95th percentile over
+tensors, averaged over draws. ``enough`` is the smallest size from which every larger size stays
+under ``stability.tolerance``.
+
+Metrics: the first draw of each size is also evaluated (the quantized model, weights and every
+activation, against the float model) on the scene's evaluation images, giving the headline
+output SQNR and cosine per size, so a team sees whether the encodings' movement matters.
+
+The curves use min/max encodings (the configured ``tf`` or ``symmetric`` mode); for ``enhanced``
+and ``percentile``, whose histogram supports are fixed by the first image of the whole set, they
+use ``tf``, and the result says so.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-SIZES = (8, 16, 32, 64, 128, 256, 500, 1000)
+from pipeline.model import ModelView
+from pipeline.params import QuantizeParams, StabilityParams
+from pipeline.quantize.observers import MinMax
+from pipeline.quantize.simulate import Encodings
+
+Evaluate = Callable[[Encodings], tuple[float, float]]  # encodings -> (output SQNR dB, cosine)
 
 
-def _scales(per_image: NDArray[np.float64], min_range: float) -> NDArray[np.float64]:
-    """tf scales of every tensor from (images, 2, tensors) min/max."""
-    lo = np.minimum(per_image[:, 0].min(0), 0.0)
-    hi = np.maximum(per_image[:, 1].max(0), 0.0)
-    hi = np.maximum(hi, lo + min_range)
-    scales: NDArray[np.float64] = (hi - lo) / 255.0
-    return scales
+@dataclass(frozen=True)
+class Curve:
+    group: str
+    images: int
+    sizes: list[int]
+    p95_scale_change: list[float]
+    output_sqnr_db: list[float | None]
+    output_cosine: list[float | None]
+    enough: int | None
+
+    def to_json(self, tolerance: float, mode: str) -> dict[str, Any]:
+        return {
+            "images": self.images,
+            "tolerance": tolerance,
+            "mode": mode,
+            "enough": self.enough,
+            "curve": [
+                {
+                    "images": n,
+                    "p95_scale_change": c,
+                    "output_sqnr_db": s,
+                    "output_cosine": k,
+                }
+                for n, c, s, k in zip(
+                    self.sizes,
+                    self.p95_scale_change,
+                    self.output_sqnr_db,
+                    self.output_cosine,
+                    strict=True,
+                )
+            ],
+        }
 
 
-def curve(
+def curve_mode(qp: QuantizeParams) -> QuantizeParams:
+    """The quantize params the curves use: the configured min/max mode, else ``tf``."""
+    if qp.activations.mode in ("tf", "symmetric"):
+        return qp
+    return qp.model_copy(update={"activations": qp.activations.model_copy(update={"mode": "tf"})})
+
+
+def subset_minmax(names: Sequence[str], per_image: NDArray[np.float64], pick: Any) -> MinMax:
+    """Merged min/max of the images ``pick`` from (images, 2, tensors) per-image statistics."""
+    sub = per_image[pick]
+    return MinMax(tuple(names), sub[:, 0].min(0), sub[:, 1].max(0), int(sub.shape[0]))
+
+
+def _scales(enc: Encodings, names: Sequence[str]) -> NDArray[np.float64]:
+    return np.array([enc.activations[t].scale for t in names], np.float64)
+
+
+def curves(
+    view: ModelView,
     per_image: NDArray[np.float64],
     groups: Mapping[str, Sequence[int]],
+    qp: QuantizeParams,
+    sp: StabilityParams,
     seed: int,
-    repeats: int = 3,
-    tolerance: float = 0.05,
-    min_range: float = 0.01,
-) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    encode: Callable[[MinMax], Encodings],
+    evaluators: Mapping[str, Evaluate],
+) -> list[Curve]:
+    """One :class:`Curve` per group; ``evaluators[group]`` scores a draw's encodings (groups
+    without evaluation images get no metric points)."""
+    names = view.all_tensors
     rng = np.random.default_rng(seed)
-    for name, members in sorted(groups.items()):
-        idx = np.asarray(members)
+    out = []
+    for group, members in sorted(groups.items()):
+        idx = np.asarray(members, dtype=np.int64)
         if idx.size == 0:
             continue
-        full = _scales(per_image[idx], min_range)
-        points = []
-        for size in [s for s in SIZES if s < idx.size] + [int(idx.size)]:
-            changes = []
-            for _ in range(repeats if size < idx.size else 1):
-                pick = rng.choice(idx, size=size, replace=False)
-                rel = np.abs(_scales(per_image[pick], min_range) - full) / full
-                changes.append(float(np.percentile(rel, 95)))
-            points.append({"images": size, "p95_scale_change": float(np.mean(changes))})
-        enough = None
-        for i, pt in enumerate(points):
-            if all(q["p95_scale_change"] <= tolerance for q in points[i:]):
-                enough = pt["images"]
-                break
-        out[name] = {
-            "images": int(idx.size),
-            "tolerance": tolerance,
-            "enough": enough,
-            "curve": points,
-        }
+        full = encode(subset_minmax(names, per_image, idx))
+        full_scales = _scales(full, names)
+        sizes = [s for s in sp.sizes if s < idx.size] + [int(idx.size)]
+        changes: list[float] = []
+        sqnrs: list[float | None] = []
+        cosines: list[float | None] = []
+        for size in sizes:
+            draws = sp.repeats if size < idx.size else 1
+            moved = []
+            first: Encodings | None = None
+            for _ in range(draws):
+                pick = np.sort(rng.choice(idx, size=size, replace=False))
+                enc = full if size == idx.size else encode(subset_minmax(names, per_image, pick))
+                first = first or enc
+                rel = np.abs(_scales(enc, names) - full_scales) / full_scales
+                moved.append(float(np.percentile(rel, 95)))
+            changes.append(float(np.mean(moved)))
+            score = evaluators.get(group)
+            if score is not None and first is not None:
+                s, c = score(first)
+                sqnrs.append(s)
+                cosines.append(c)
+            else:
+                sqnrs.append(None)
+                cosines.append(None)
+        enough = next(
+            (n for i, n in enumerate(sizes) if all(c <= sp.tolerance for c in changes[i:])), None
+        )
+        out.append(Curve(group, int(idx.size), sizes, changes, sqnrs, cosines, enough))
     return out
 
 
-def by_scene(
-    per_image: NDArray[np.float64],
-    scenes: Sequence[str],
-    seed: int,
-    tolerance: float,
-    min_range: float,
-) -> dict[str, Any]:
-    """:func:`curve` for all images together and for each scene's images."""
+def groups_by_scene(scenes: Sequence[str]) -> dict[str, list[int]]:
+    """Image indices for ``all`` and for each scene."""
     groups: dict[str, list[int]] = {"all": list(range(len(scenes)))}
     for i, scene in enumerate(scenes):
         groups.setdefault(scene, []).append(i)
-    return curve(per_image, groups, seed, tolerance=tolerance, min_range=min_range)
+    return groups
