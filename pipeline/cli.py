@@ -276,6 +276,7 @@ def coverage_cmd(
             p.coverage,
             p.curate.seed,
             session,
+            p.compute,
         )
     except PipelineError as err:
         raise _fail(err) from None

@@ -17,6 +17,7 @@ Verdict per session and scene: ``requantize: yes`` when any tensor clips more th
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,12 +28,14 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from pipeline import engine
+from pipeline.evaluate import dot64
 from pipeline.model import ModelView, with_outputs
-from pipeline.params import CoverageParams, PathsParams, TensorsParams
+from pipeline.params import ComputeParams, CoverageParams, PathsParams, TensorsParams
 from pipeline.quantize.encoding import Encoding, dequantize, quantize
 from pipeline.quantize.simulate import Encodings
 from pipeline.runtime import Runner
-from pipeline.tensors import preprocess
+from pipeline.tensors import preprocess, to_layout
 
 
 @dataclass
@@ -49,9 +52,16 @@ class _Acc:
         half = e.scale / 2  # within half a step of the range: an ordinary rounding error
         self.clipped += int(np.count_nonzero((xd < e.min - half) | (xd > e.max + half)))
         err = xd - dequantize(quantize(xd, e), e)
-        self.signal += float(xd @ xd)
-        self.noise += float(err @ err)
+        self.signal += dot64(xd, xd)
+        self.noise += dot64(err, err)
         self.peak = max(self.peak, float(np.abs(xd).max()) if xd.size else 0.0)
+
+    def merge(self, other: _Acc) -> None:
+        self.n += other.n
+        self.clipped += other.clipped
+        self.signal += other.signal
+        self.noise += other.noise
+        self.peak = max(self.peak, other.peak)
 
     def sqnr(self) -> float:
         eps = np.finfo(np.float64).eps ** 2
@@ -63,6 +73,27 @@ class Coverage:
     images: int = 0
     tensors: dict[str, _Acc] = field(default_factory=dict)
 
+    def merge(self, image: dict[str, _Acc]) -> None:
+        """Fold in one image's accumulators (images in input order: the sums are then the
+        same whichever engine produced them)."""
+        self.images += 1
+        for t, acc in image.items():
+            self.tensors.setdefault(t, _Acc()).merge(acc)
+
+
+def _checked_names(view: ModelView, enc: Encodings) -> list[str]:
+    return [t for t in view.kept_tensors if t != view.input_name and t in enc.activations]
+
+
+def _image_accs(
+    runner: Runner, names: Sequence[str], enc: Encodings, x: NDArray[np.float32]
+) -> dict[str, _Acc]:
+    out = runner.run(x, names)
+    accs = {t: _Acc() for t in names}
+    for t in names:
+        accs[t].add(out[t], enc.activations[t])
+    return accs
+
 
 def measure(
     view: ModelView,
@@ -70,31 +101,57 @@ def measure(
     inputs: Sequence[NDArray[np.float32]],
     progress: Callable[[int], None] | None = None,
 ) -> Coverage:
-    names = [t for t in view.kept_tensors if t != view.input_name and t in enc.activations]
+    """Coverage of ``inputs`` (model-layout tensors) in this process."""
+    names = _checked_names(view, enc)
     runner = Runner(with_outputs(view.model, names))
     cov = Coverage()
     for x in inputs:
-        out = runner.run(x, names)
-        cov.images += 1
-        for t in names:
-            cov.tensors.setdefault(t, _Acc()).add(out[t], enc.activations[t])
+        cov.merge(_image_accs(runner, names, enc, x))
         if progress:
             progress(1)
     return cov
 
 
-def image_inputs(
-    paths: Sequence[Path], tp: TensorsParams, layout: str
-) -> list[NDArray[np.float32]]:
-    out = []
-    for p in paths:
-        with Image.open(p) as im:
-            im.load()
-            x = preprocess(im, tp)
-        if tp.layout != layout:
-            x = x.transpose(0, 3, 1, 2) if layout == "NCHW" else x.transpose(0, 2, 3, 1)
-        out.append(np.ascontiguousarray(x))
-    return out
+@dataclass(frozen=True)
+class ImageJob:
+    """One image's coverage work, self-contained so a cluster worker can run it (absolute
+    paths; the worker loads the model and encodings once and keeps them)."""
+
+    model_path: Path
+    fold_batchnorm: bool
+    encodings_path: Path
+    tp: TensorsParams
+    image: Path
+
+
+def _stamp(path: Path) -> tuple[str, int, int]:
+    st = path.stat()
+    return str(path), st.st_size, st.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=2)
+def _loaded(
+    model_key: tuple[str, int, int], fold_batchnorm: bool, enc_key: tuple[str, int, int]
+) -> tuple[ModelView, Encodings, list[str], Runner]:
+    from pipeline import model
+    from pipeline.quantize import encodings_json
+
+    view = model.analyze(model.load(Path(model_key[0])), fold_batchnorm)
+    enc_path = Path(enc_key[0])
+    enc = encodings_json.for_model(encodings_json.read(enc_path), view, enc_path)
+    names = _checked_names(view, enc)
+    return view, enc, names, Runner(with_outputs(view.model, names))
+
+
+def image_coverage(job: ImageJob) -> dict[str, _Acc]:
+    """Per-tensor accumulators of one image (runs wherever the engine puts it)."""
+    view, enc, names, runner = _loaded(
+        _stamp(job.model_path), job.fold_batchnorm, _stamp(job.encodings_path)
+    )
+    with Image.open(job.image) as im:
+        im.load()
+        x = to_layout(preprocess(im, job.tp), job.tp.layout, view.input_layout)
+    return _image_accs(runner, names, enc, x)
 
 
 def verdict(new: Coverage, baseline: Coverage, enc: Encodings, p: CoverageParams) -> dict[str, Any]:
@@ -149,6 +206,7 @@ def session_report(
     cp: CoverageParams,
     seed: int,
     session: str | None = None,
+    compute: ComputeParams | None = None,
 ) -> dict[str, dict[str, Any]]:
     """{session: {scene: verdict}} for one or every vehicle session of the project at ``root``:
     up to ``cp.max_images`` images per session and scene (by seeded rank) against the current
@@ -179,7 +237,19 @@ def session_report(
     report: dict[str, dict[str, Any]] = {}
     for (sess, scene), members in sorted(groups.items()):
         members.sort(key=lambda r: rank_key(seed, str(r["sha256"])))
-        files = [root / paths.datasets / str(r["path"]) for r in members[: cp.max_images]]
-        new = measure(view, enc, image_inputs(files, tp, view.input_layout))
+        jobs = [
+            ImageJob(
+                (root / model_path).absolute(),
+                fold_batchnorm,
+                enc_path.absolute(),
+                tp,
+                (root / paths.datasets / str(r["path"])).absolute(),
+            )
+            for r in members[: cp.max_images]
+        ]
+        new = Coverage()
+        # local: in this process (onnxruntime already uses every core); dask: on the cluster
+        for image in engine.map_ordered(image_coverage, jobs, compute or ComputeParams(), 1):
+            new.merge(image)
         report.setdefault(sess, {})[scene] = verdict(new, baseline, enc, cp)
     return report

@@ -69,11 +69,15 @@ class Reference:
     def of(cls, x: NDArray[np.float32], lo: float, hi: float) -> Reference:
         flat = x.ravel()
         clipped = np.count_nonzero(flat < lo) + np.count_nonzero(flat > hi)
-        return cls(flat, _dot64(flat, flat), int(clipped))
+        return cls(flat, dot64(flat, flat), int(clipped))
 
 
-def _dot64(a: NDArray[np.float32], b: NDArray[np.float32]) -> float:
-    """sum(a * b) accumulated in float64 (einsum casts in its buffers: no float64 copies)."""
+def dot64(a: NDArray[np.floating], b: NDArray[np.floating]) -> float:
+    """sum(a * b) accumulated in float64 (einsum casts in its buffers: no float64 copies).
+
+    Not BLAS: BLAS splits sums by its thread count, so results would depend on the machine
+    and on the engine (Dask workers run BLAS single-threaded).
+    """
     return float(np.einsum("i,i->", a, b, dtype=np.float64))
 
 
@@ -98,8 +102,8 @@ class LayerAcc:
         # sum accumulated in float64: half the memory traffic of float64 copies.
         yr = y.ravel()
         e = ref.x - yr
-        see = _dot64(e, e)
-        syy = _dot64(yr, yr)
+        see = dot64(e, e)
+        syy = dot64(yr, yr)
         self.n += yr.size
         self.sxx += ref.sxx
         self.syy += syy

@@ -13,20 +13,21 @@ import json
 import os
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 from PIL import Image, UnidentifiedImageError
 
+from pipeline import engine
 from pipeline.atomic import write_json
 from pipeline.errors import DataError
-from pipeline.params import IngestParams
+from pipeline.params import ComputeParams, IngestParams
 from pipeline.scenes import AUTO_RULE, LumaStats, auto_scene
 from pipeline.sidecar import SIDECAR_NAME, Sidecar, read_sidecar
 
-DECODER_VERSION = "2"  # bump when decode/statistics change, to invalidate the cache
+DECODER_VERSION = "3"  # bump when decode/statistics change, to invalidate the cache
 METADATA_FILES = {SIDECAR_NAME, "README.md", ".gitignore", ".gitkeep"}
 
 MANIFEST_SCHEMA = pa.schema(
@@ -134,26 +135,38 @@ def decode(path: Path, p: IngestParams) -> Decoded:
     except UnidentifiedImageError:
         return Decoded("quarantined", "not an image Pillow can identify")
     except (OSError, SyntaxError, ValueError) as err:
-        return Decoded("quarantined", f"cannot decode: {err}")
+        return Decoded("quarantined", f"cannot decode: {_why(err)}")
     if width < 8 or height < 8:
         return Decoded("quarantined", f"image is {width}x{height}; at least 8x8 is needed")
-    reason = ""
-    ext = path.suffix.lower()
-    expected = {
-        ".jpg": "JPEG",
-        ".jpeg": "JPEG",
-        ".png": "PNG",
-        ".gif": "GIF",
-        ".bmp": "BMP",
-        ".tif": "TIFF",
-        ".tiff": "TIFF",
-        ".webp": "WEBP",
-    }.get(ext)
-    if expected and fmt != expected:
-        reason = f"extension {ext} but content is {fmt}"
-    if frames > 1:
-        reason = "; ".join(filter(None, [reason, f"{frames} frames: the first is used"]))
+    reason = f"{frames} frames: the first is used" if frames > 1 else ""
     return Decoded("ok", reason, fmt, mode, width, height, frames, luma, phash)
+
+
+_EXPECTED_FORMAT = {
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".png": "PNG",
+    ".gif": "GIF",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".webp": "WEBP",
+}
+
+
+def _extension_note(path: Path, fmt: str | None) -> str:
+    """A note when the name's extension disagrees with the content (kept out of the decode
+    cache, which is keyed by content: the same bytes may sit under two names)."""
+    ext = path.suffix.lower()
+    expected = _EXPECTED_FORMAT.get(ext)
+    return f"extension {ext} but content is {fmt}" if expected and fmt != expected else ""
+
+
+def _why(err: BaseException) -> str:
+    """An error's text without the file name (rows must not depend on where the tree lives)."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        return err.strerror
+    return str(err)
 
 
 @dataclass(frozen=True)
@@ -291,7 +304,7 @@ def _process(args: tuple[Path, IngestParams, Path | None, str | None, int]) -> _
         try:
             sha, size = _sha256(path)
         except OSError as err:
-            return _FileResult(None, 0, None, False, f"cannot read: {err}")
+            return _FileResult(None, 0, None, False, f"cannot read: {_why(err)}")
     if size == 0:
         return _FileResult(sha, 0, None, False, "empty file (0 bytes)")
     hit = cache is not None and (cache / _cache_key(p) / f"{sha}.json").is_file()
@@ -319,19 +332,17 @@ class IngestResult:
     cached: int
 
 
-def ingest(root: Path, p: IngestParams, cache: Path | None = None) -> IngestResult:
-    """Walk, hash and decode (``p.workers`` processes, 0 = one per core); rows in path order."""
+def ingest(
+    root: Path, p: IngestParams, cache: Path | None = None, cp: ComputeParams | None = None
+) -> IngestResult:
+    """Walk, hash and decode; rows in path order. Per-file work runs on ``cp``'s engine
+    (default: ``p.workers`` local processes, 0 = one per core)."""
     found = list(walk(root, p.extensions))
     index = _StatIndex(cache / "stat-index.json" if cache is not None else None)
-    jobs = [(f.path, p, cache, *index.lookup(f)) for f in found if not f.problem]
-    workers = p.workers or os.cpu_count() or 1
-    if workers > 1 and len(jobs) > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            done = list(pool.map(_process, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
-    else:
-        done = [_process(j) for j in jobs]
+    # absolute paths: a cluster's workers do not share this process's working directory
+    abs_cache = cache.absolute() if cache is not None else None
+    jobs = [(f.path.absolute(), p, abs_cache, *index.lookup(f)) for f in found if not f.problem]
+    done = engine.map_ordered(_process, jobs, cp or ComputeParams(), p.workers)
     index.update([f for f in found if not f.problem], done)
     results = iter(done)
     rows: list[dict[str, object]] = []
@@ -354,6 +365,9 @@ def ingest(root: Path, p: IngestParams, cache: Path | None = None) -> IngestResu
         cached += r.from_cache
         decoded += not r.from_cache
         d = r.decoded
+        if d.status == "ok":
+            note = _extension_note(f.path, d.format)
+            d = replace(d, reason="; ".join(filter(None, [note, d.reason])))
         row |= {
             "status": d.status,
             "reason": d.reason,

@@ -30,6 +30,17 @@ class PathsParams(_Section):
     cache: Path = Path(".fieldcal/cache")
 
 
+class ComputeParams(_Section):
+    """Where ingest's and the coverage check's per-image work runs (pipeline/engine.py).
+
+    Not a DVC param of any stage on purpose: the engine never changes a result.
+    """
+
+    engine: Literal["local", "dask"] = "local"
+    scheduler: str | None = Field(default=None, min_length=1)  # dask: tcp://host:8786
+    workers: int = Field(default=0, ge=0, le=256)  # dask local cluster: processes; 0 = cores
+
+
 class ModelParams(_Section):
     path: Path = Path("models/centerface.onnx")
     # Face decoder for task-level metrics; "none" gives output-level metrics only.
@@ -224,6 +235,7 @@ class ReportParams(_Section):
 
 class Params(_Section):
     paths: PathsParams = PathsParams()
+    compute: ComputeParams = ComputeParams()
     model: ModelParams = ModelParams()
     ingest: IngestParams = IngestParams()
     curate: CurateParams = CurateParams()

@@ -97,13 +97,18 @@ def read_raw(path: Path, p: TensorsParams, model_layout: str = "NCHW") -> NDArra
         )
     if p.layout == "NHWC":
         x = data.reshape(1, p.height, p.width, 3)
-        if model_layout == "NCHW":
-            x = x.transpose(0, 3, 1, 2)  # (1,H,W,C) -> (1,C,H,W)
     else:
         x = data.reshape(1, 3, p.height, p.width)
-        if model_layout == "NHWC":
-            x = x.transpose(0, 2, 3, 1)  # (1,C,H,W) -> (1,H,W,C)
-    return np.ascontiguousarray(x.astype(np.float32))
+    return to_layout(x.astype(np.float32), p.layout, model_layout)
+
+
+def to_layout(x: NDArray[np.float32], src: str, dst: str) -> NDArray[np.float32]:
+    """A (1, ...) tensor in layout ``src`` (NCHW or NHWC) as a contiguous one in ``dst``."""
+    if src == "NHWC" and dst == "NCHW":
+        x = x.transpose(0, 3, 1, 2)  # (1,H,W,C) -> (1,C,H,W)
+    elif src == "NCHW" and dst == "NHWC":
+        x = x.transpose(0, 2, 3, 1)  # (1,C,H,W) -> (1,H,W,C)
+    return np.ascontiguousarray(x)
 
 
 def format_input_list(paths: Sequence[Sequence[tuple[str, str]]]) -> str:

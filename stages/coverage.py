@@ -17,6 +17,7 @@ def main(params: Params) -> None:
         params.tensors,
         params.coverage,
         params.curate.seed,
+        compute=params.compute,
     )
     write_json(params.paths.out / "coverage" / "coverage.json", report)
     for sess, scenes in report.items():

@@ -10,7 +10,7 @@ from pipeline.stage import run
 
 def main(params: Params) -> None:
     paths = params.paths
-    result = ingest.ingest(paths.datasets, params.ingest, paths.cache / "ingest")
+    result = ingest.ingest(paths.datasets, params.ingest, paths.cache / "ingest", params.compute)
     out = paths.out / "ingest"
     write_parquet(out / "manifest.parquet", result.table)
     rows = result.table.select(["status", "reason", "scene"]).to_pylist()

@@ -55,7 +55,9 @@ def test_scale_curve_settles_and_whole_set_is_exact(centerface_view, per_image):
         assert c.p95_scale_change[-1] == 0.0  # the whole set against itself
         assert c.p95_scale_change[0] > 0.05  # 8 images usually miss the wide ones
         assert c.enough is not None and c.enough > 8
-        assert all(c.p95_scale_change[i] <= 0.05 for i in range(c.sizes.index(c.enough), len(c.sizes)))
+        assert all(
+            c.p95_scale_change[i] <= 0.05 for i in range(c.sizes.index(c.enough), len(c.sizes))
+        )
     # only night has an evaluator: one evaluation per size, in order
     assert by["night"].output_sqnr_db == [1.0, 2.0, 3.0, 4.0, 5.0]
     assert by["day"].output_sqnr_db == [None] * len(by["day"].sizes)
