@@ -283,14 +283,14 @@ def coverage_cmd(
     except FileNotFoundError as err:
         typer.echo(f"fieldcal: {err.filename} not found; run `dvc repro` first", err=True)
         raise typer.Exit(1) from None
-    if not report:
+    if not report.verdicts:
         typer.echo(
             f"fieldcal: no ingested images for session {session!r}; run `dvc repro` "
             "(ingest) after adding it",
             err=True,
         )
         raise typer.Exit(1)
-    for scene, v in report[session].items():
+    for scene, v in report.verdicts[session].items():
         typer.echo(f"{session} {scene}: requantize {v['requantize']} - {v['reason']}")
         for r in v["tensors"][:5]:
             typer.echo(
@@ -298,6 +298,7 @@ def coverage_cmd(
                 f"{r['sqnr_db']:.1f} dB (evaluation set {r['baseline_sqnr_db']:.1f})  "
                 f"range use {r['range_use']:.0%}"
             )
+    typer.echo(f"({report.measured} images measured, {report.cached} from the cache)")
 
 
 @app.command("curate")

@@ -18,6 +18,8 @@ Verdict per session and scene: ``requantize: yes`` when any tensor clips more th
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from pipeline import engine
+from pipeline.atomic import write_json
 from pipeline.evaluate import dot64
 from pipeline.model import ModelView, with_outputs
 from pipeline.params import ComputeParams, CoverageParams, PathsParams, TensorsParams
@@ -197,6 +200,67 @@ def verdict(new: Coverage, baseline: Coverage, enc: Encodings, p: CoverageParams
     }
 
 
+COVERAGE_VERSION = "1"  # bump when what an image's accumulators hold changes
+
+
+class _AccCache:
+    """Per-image accumulators on disk, keyed by (image content, encodings, model, tensor spec):
+    a re-run after new captures arrive measures only the new images."""
+
+    def __init__(self, root: Path | None, context: Sequence[str]) -> None:
+        self.root = root / "coverage" if root is not None else None
+        self.context = json.dumps([COVERAGE_VERSION, *context])
+
+    def _path(self, content_sha: str) -> Path | None:
+        if self.root is None:
+            return None
+        key = hashlib.sha256(f"{self.context}|{content_sha}".encode()).hexdigest()
+        return self.root / key[:2] / f"{key}.json"
+
+    def load(self, content_sha: str) -> dict[str, _Acc] | None:
+        path = self._path(content_sha)
+        if path is None or not path.is_file():
+            return None
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            return {t: _Acc(int(v[0]), int(v[1]), v[2], v[3], v[4]) for t, v in raw.items()}
+        except (ValueError, TypeError, IndexError, KeyError):
+            return None  # a damaged entry is measured again
+
+    def save(self, content_sha: str, accs: dict[str, _Acc]) -> None:
+        path = self._path(content_sha)
+        if path is not None:  # floats as repr: they read back bit for bit
+            write_json(
+                path, {t: [a.n, a.clipped, a.signal, a.noise, a.peak] for t, a in accs.items()}
+            )
+
+
+def _cached_map(
+    jobs: Sequence[ImageJob],
+    shas: Sequence[str],
+    cache: _AccCache,
+    compute: ComputeParams,
+) -> tuple[Coverage, int]:
+    """Coverage of ``jobs`` in order, measuring only cache misses (on the engine)."""
+    found = [cache.load(s) for s in shas]
+    todo = [i for i, hit in enumerate(found) if hit is None]
+    measured = engine.map_ordered(image_coverage, [jobs[i] for i in todo], compute, 1)
+    for i, accs in zip(todo, measured, strict=True):
+        cache.save(shas[i], accs)
+    fresh = iter(measured)
+    cov = Coverage()
+    for hit in found:
+        cov.merge(hit if hit is not None else next(fresh))
+    return cov, len(todo)
+
+
+@dataclass
+class SessionReport:
+    verdicts: dict[str, dict[str, Any]]  # {session: {scene: verdict}}
+    measured: int  # images run through the model (cache misses)
+    cached: int
+
+
 def session_report(
     root: Path,
     paths: PathsParams,
@@ -207,23 +271,42 @@ def session_report(
     seed: int,
     session: str | None = None,
     compute: ComputeParams | None = None,
-) -> dict[str, dict[str, Any]]:
+) -> SessionReport:
     """{session: {scene: verdict}} for one or every vehicle session of the project at ``root``:
     up to ``cp.max_images`` images per session and scene (by seeded rank) against the current
-    encodings, with the evaluation set as the baseline."""
+    encodings, with the evaluation set as the baseline. Per-image results are cached under
+    ``paths.cache``, so only images new since the last run (or all, after re-quantization)
+    run through the model."""
     import pyarrow.parquet as pq
 
     from pipeline import model
     from pipeline.curate import rank_key
     from pipeline.quantize import encodings_json
-    from pipeline.tensors import read_raw
+    from pipeline.tensors import read_raw, spec_key
 
     out_dir = root / paths.out
-    view = model.analyze(model.load(root / model_path), fold_batchnorm)
+    model_file = root / model_path
+    view = model.analyze(model.load(model_file), fold_batchnorm)
     enc_path = out_dir / "quantize" / "encodings.json"
     enc = encodings_json.for_model(encodings_json.read(enc_path), view, enc_path)
+    cache = _AccCache(
+        root / paths.cache,
+        [
+            model.sha256_file(model_file),
+            model.sha256_file(enc_path),
+            spec_key(tp),
+            str(fold_batchnorm),
+        ],
+    )
     index = pq.read_table(out_dir / "tensors" / "evaluation" / "index.parquet").to_pylist()
-    baseline = measure(view, enc, [read_raw(root / r["raw"], tp, view.input_layout) for r in index])
+    raws = [root / r["raw"] for r in index]
+    base_key = hashlib.sha256("|".join(model.sha256_file(r) for r in raws).encode()).hexdigest()
+    baseline_accs = cache.load(f"baseline:{base_key}")
+    if baseline_accs is None:
+        baseline = measure(view, enc, [read_raw(r, tp, view.input_layout) for r in raws])
+        cache.save(f"baseline:{base_key}", baseline.tensors)
+    else:
+        baseline = Coverage(len(raws), baseline_accs)
     rows = [
         r
         for r in pq.read_table(out_dir / "ingest" / "manifest.parquet").to_pylist()
@@ -235,21 +318,25 @@ def session_report(
     for r in rows:
         groups.setdefault((r["session"], r["scene"]), []).append(r)
     report: dict[str, dict[str, Any]] = {}
+    measured = cached = 0
     for (sess, scene), members in sorted(groups.items()):
         members.sort(key=lambda r: rank_key(seed, str(r["sha256"])))
+        picked = members[: cp.max_images]
         jobs = [
             ImageJob(
-                (root / model_path).absolute(),
+                model_file.absolute(),
                 fold_batchnorm,
                 enc_path.absolute(),
                 tp,
                 (root / paths.datasets / str(r["path"])).absolute(),
             )
-            for r in members[: cp.max_images]
+            for r in picked
         ]
-        new = Coverage()
         # local: in this process (onnxruntime already uses every core); dask: on the cluster
-        for image in engine.map_ordered(image_coverage, jobs, compute or ComputeParams(), 1):
-            new.merge(image)
+        new, ran = _cached_map(
+            jobs, [str(r["sha256"]) for r in picked], cache, compute or ComputeParams()
+        )
+        measured += ran
+        cached += len(jobs) - ran
         report.setdefault(sess, {})[scene] = verdict(new, baseline, enc, cp)
-    return report
+    return SessionReport(report, measured, cached)

@@ -19,8 +19,9 @@ def main(params: Params) -> None:
         params.curate.seed,
         compute=params.compute,
     )
-    write_json(params.paths.out / "coverage" / "coverage.json", report)
-    for sess, scenes in report.items():
+    write_json(params.paths.out / "coverage" / "coverage.json", report.verdicts)
+    print(f"coverage: {report.measured} images measured, {report.cached} from the cache")
+    for sess, scenes in report.verdicts.items():
         for scene, v in scenes.items():
             print(f"coverage: {sess} {scene}: requantize {v['requantize']} ({v['reason']})")
 

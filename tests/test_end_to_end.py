@@ -184,6 +184,10 @@ def test_captures_coverage_says_yes_where_new_data_clips(project):
     clip = run([str(BIN / "fieldcal"), "coverage", "s_clip", "--root", str(project)], project)
     assert "requantize no" in same.stdout, same.stdout
     assert "requantize yes" in clip.stdout and "clips" in clip.stdout, clip.stdout
+    assert "(4 images measured, 0 from the cache)" in same.stdout, same.stdout
+    again = run([str(BIN / "fieldcal"), "coverage", "s_same", "--root", str(project)], project)
+    assert "(0 images measured, 4 from the cache)" in again.stdout, again.stdout
+    assert again.stdout.splitlines()[:-1] == same.stdout.splitlines()[:-1]  # same verdict
 
 
 def test_remote_round_trip_then_repro_does_nothing(project, tmp_path):
