@@ -329,9 +329,7 @@ def curate_cmd(
         f"evaluation, {roles.count('unused')} unused"
     )
     if not dry_run:
-        from pipeline.atomic import write_parquet
-
-        write_parquet(root / p.paths.out / "curate" / "curated.parquet", table)
+        curate_mod.write(root / p.paths.out / "curate", table)
 
 
 @encodings_app.command("diff")

@@ -23,11 +23,14 @@ import hashlib
 import math
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from pipeline.atomic import write_parquet
 from pipeline.params import CurateParams
 
 CURATED_SCHEMA = pa.schema(
@@ -188,3 +191,12 @@ def curate(manifest: pa.Table, p: CurateParams) -> pa.Table:
 
 def _hamming(a: str, b: str) -> int:
     return (int(a, 16) ^ int(b, 16)).bit_count()
+
+
+def write(folder: Path, table: pa.Table) -> None:
+    """``curated.parquet``: the picks, which the tensors stage reads; ``unused.parquet``: every
+    other file with the reason it was left out (for audit; nothing downstream reads it, so
+    captures that curation leaves out re-run nothing after curate)."""
+    picked = pc.not_equal(table.column("role"), "unused")
+    write_parquet(folder / "curated.parquet", table.filter(picked))
+    write_parquet(folder / "unused.parquet", table.filter(pc.invert(picked)))

@@ -294,6 +294,19 @@ class _FileResult:
     error: str = ""
 
 
+def _known(
+    path: Path, p: IngestParams, cache: Path | None, known_sha: str | None, known_size: int
+) -> bool:
+    """Nothing to hash or decode: the stat index knows the file and the cache its decode."""
+    del path
+    return (
+        known_sha is not None
+        and known_size > 0
+        and cache is not None
+        and (cache / _cache_key(p) / f"{known_sha}.json").is_file()
+    )
+
+
 def _process(args: tuple[Path, IngestParams, Path | None, str | None, int]) -> _FileResult:
     """One file: hash (unless its stat matched the index), then decode unless the cache has
     it. Runs in a worker process."""
@@ -342,7 +355,18 @@ def ingest(
     # absolute paths: a cluster's workers do not share this process's working directory
     abs_cache = cache.absolute() if cache is not None else None
     jobs = [(f.path.absolute(), p, abs_cache, *index.lookup(f)) for f in found if not f.problem]
-    done = engine.map_ordered(_process, jobs, cp or ComputeParams(), p.workers)
+    # Files whose stat matched the index and whose decode is cached cost one small read: do
+    # them here; only new or changed files go to the engine (workers, or a cluster).
+    known = [_known(*j) for j in jobs]
+    fresh = iter(
+        engine.map_ordered(
+            _process,
+            [j for j, k in zip(jobs, known, strict=True) if not k],
+            cp or ComputeParams(),
+            p.workers,
+        )
+    )
+    done = [_process(j) if k else next(fresh) for j, k in zip(jobs, known, strict=True)]
     index.update([f for f in found if not f.problem], done)
     results = iter(done)
     rows: list[dict[str, object]] = []

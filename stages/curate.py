@@ -1,9 +1,9 @@
-"""DVC stage `curate`: manifest -> out/curate/curated.parquet (each pick and its reason)."""
+"""DVC stage `curate`: manifest -> out/curate/curated.parquet (each pick and its reason) and
+unused.parquet (every other file and why)."""
 
 import pyarrow.parquet as pq
 
 from pipeline import curate
-from pipeline.atomic import write_parquet
 from pipeline.params import Params
 from pipeline.stage import run
 
@@ -12,7 +12,7 @@ def main(params: Params) -> None:
     out = params.paths.out
     manifest = pq.read_table(out / "ingest" / "manifest.parquet")
     table = curate.curate(manifest, params.curate)
-    write_parquet(out / "curate" / "curated.parquet", table)
+    curate.write(out / "curate", table)
     roles = table.column("role").to_pylist()
     print(
         f"curate: {roles.count('calibration')} calibration, "
