@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,25 +34,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.projects import BIN, STAGES, env, run  # noqa: E402
+from tests.projects import BIN, STAGES, env, make_project  # noqa: E402
 
 SCENES = ("day", "night", "backlight")
 PER_SESSION = 200
 REPORTED = re.compile(
     r"^(ingest: .*|quantize: .*|coverage: \d+ images measured.*|tensors: .*)$", re.M
 )
-
-
-def make_project(dst: Path) -> None:
-    for name in ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"):
-        shutil.copy2(ROOT / name, dst / name)
-    for name in ("pipeline", "stages"):
-        shutil.copytree(ROOT / name, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
-    (dst / ".dvc").mkdir()
-    for name in ("config", ".gitignore"):
-        shutil.copy2(ROOT / ".dvc" / name, dst / ".dvc" / name)
-    run(["git", "init", "-q"], dst)
-    run([str(BIN / "fieldcal"), "demo", "init", "--no-track", "--root", str(dst)], dst)
 
 
 def add_images(datasets: Path, start: int, count: int, session: str | None = None) -> None:
@@ -125,7 +112,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="fieldcal-incr-") as tmp:
         project = Path(tmp)
-        make_project(project)
+        make_project(project, reduced=False, track=False)
         add_images(project / "datasets", 0, args.n)
         print(f"first run, {args.n} field images:", file=sys.stderr)
         first = repro_stages(project)

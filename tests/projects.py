@@ -42,8 +42,9 @@ def repro(cwd: Path) -> tuple[list[str], str]:
     return re.findall(r"Running stage '(\w+)'", out), out
 
 
-def make_project(dst: Path) -> Path:
-    """Copy of the project with reduced demo params, demo data laid down, git initialised."""
+def make_project(dst: Path, reduced: bool = True, track: bool = True) -> Path:
+    """Copy of the project with the demo data laid down and git initialised; ``reduced``:
+    small demo params (fewer images, small tensors) for tests; ``track``: data under DVC."""
     for name in ("dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"):
         shutil.copy2(ROOT / name, dst / name)
     for name in ("pipeline", "stages"):
@@ -51,15 +52,17 @@ def make_project(dst: Path) -> Path:
     (dst / ".dvc").mkdir()
     for name in ("config", ".gitignore"):
         shutil.copy2(ROOT / ".dvc" / name, dst / ".dvc" / name)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["curate"]["calibration"] = {"day": 4, "night": 3, "backlight": 2}
-    params["curate"]["evaluation"] = {"day": 2, "night": 1, "backlight": 1}
-    params["tensors"]["height"], params["tensors"]["width"] = 128, 160
-    params["evaluate"]["sensitivity_layers"] = 1
-    params["remedies"]["mixed16"] = [4]
-    (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    if reduced:
+        params = yaml.safe_load((ROOT / "params.yaml").read_text())
+        params["curate"]["calibration"] = {"day": 4, "night": 3, "backlight": 2}
+        params["curate"]["evaluation"] = {"day": 2, "night": 1, "backlight": 1}
+        params["tensors"]["height"], params["tensors"]["width"] = 128, 160
+        params["evaluate"]["sensitivity_layers"] = 1
+        params["remedies"]["mixed16"] = [4]
+        (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], dst)
-    run([str(BIN / "fieldcal"), "demo", "init", "--root", str(dst)], dst)
+    tracking = "--track" if track else "--no-track"
+    run([str(BIN / "fieldcal"), "demo", "init", tracking, "--root", str(dst)], dst)
     return dst
 
 
