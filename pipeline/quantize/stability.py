@@ -20,14 +20,16 @@ use ``tf``, and the result says so.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from pipeline.evaluate import EvalImage, oneshot_metrics
 from pipeline.model import ModelView
-from pipeline.params import QuantizeParams, StabilityParams
+from pipeline.params import EvaluateParams, QuantizeParams, StabilityParams, TensorsParams
+from pipeline.quantize.calibrate import Statistics, compute_encodings
 from pipeline.quantize.observers import MinMax
 from pipeline.quantize.simulate import Encodings
 
@@ -142,3 +144,50 @@ def groups_by_scene(scenes: Sequence[str]) -> dict[str, list[int]]:
     for i, scene in enumerate(scenes):
         groups.setdefault(scene, []).append(i)
     return groups
+
+
+def for_calibration(
+    view: ModelView,
+    stats: Statistics,
+    cal_scenes: Sequence[str],
+    images: Sequence[EvalImage],
+    tp: TensorsParams,
+    qp: QuantizeParams,
+    ep: EvaluateParams,
+    sp: StabilityParams,
+    seed: int,
+) -> list[Curve]:
+    """Curves for a calibration set (``stats`` per image, scenes in the same order), scored on
+    the evaluation ``images``: per scene on that scene's images, ``all`` on the worst scene."""
+    cq = curve_mode(qp)
+
+    def encode(mm: MinMax) -> Encodings:
+        return compute_encodings(view, replace(stats, minmax=mm, pdfs=None), cq)
+
+    def scorer(scenes: set[str]) -> Evaluate:
+        mine = [i for i in images if i.scene in scenes]
+
+        def score(enc: Encodings) -> tuple[float, float]:
+            m = oneshot_metrics(view, enc, mine, tp, ep, "none", qp.round_mode)
+            worst = min(m.values(), key=lambda s: s["output_sqnr_db"])
+            return worst["output_sqnr_db"], worst["output_cosine"]
+
+        return score
+
+    groups = groups_by_scene(cal_scenes)
+    evaluated = {i.scene for i in images}
+    evaluators = {
+        g: scorer(evaluated if g == "all" else {g})
+        for g in groups
+        if (g == "all" and evaluated) or g in evaluated
+    }
+    return curves(view, stats.per_image, groups, qp, sp, seed, encode, evaluators)
+
+
+def to_csv(found: Sequence[Curve]) -> str:
+    """One row per (group, subset size): the DVC plot of the scale-change curves."""
+    lines = ["group,images,p95_scale_change,output_sqnr_db"]
+    for c in found:
+        for n, ch, s in zip(c.sizes, c.p95_scale_change, c.output_sqnr_db, strict=True):
+            lines.append(f"{c.group},{n},{ch!r},{'' if s is None else repr(s)}")
+    return "\n".join(lines) + "\n"
