@@ -99,10 +99,13 @@ def add_session(
     rep = AddReport(session, final)
     images: dict[str, dict[str, object]] = {}
     try:
-        for path in sorted(p for p in src.rglob("*") if p.is_file() or p.is_symlink()):
+        for path in sorted(p for p in src.rglob("*") if not p.is_dir() or p.is_symlink()):
             rel = path.relative_to(src).as_posix()
             if path.is_symlink():
                 rep.skipped.append((rel, "symbolic link: copy the file itself"))
+                continue
+            if not path.is_file():  # opening a FIFO would block: never read it
+                rep.skipped.append((rel, "not a regular file (FIFO, socket or device)"))
                 continue
             if path.suffix.lower() not in ingest.extensions:
                 rep.skipped.append((rel, f"extension {path.suffix or '(none)'!r} is not an image"))

@@ -209,6 +209,8 @@ def walk(root: Path, extensions: tuple[str, ...]) -> Iterator[Found]:
                     problem = problem or "broken symbolic link"
                 elif not target.is_relative_to(root_real):
                     problem = problem or f"symbolic link points outside {root}; refused"
+            if not problem and not path.is_file():  # follows in-tree links; False for FIFOs
+                problem = "not a regular file (FIFO, socket or device); refused"
             if not problem and path.suffix.lower() not in extensions:
                 problem = f"skipped: extension {path.suffix or '(none)'!r} not in ingest.extensions"
             if not problem and not os.access(path, os.R_OK):

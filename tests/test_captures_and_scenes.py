@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ def setup(tmp_path: Path) -> tuple[Path, Path]:
     (src / "copy_of_old.jpg").write_bytes(_jpeg(1))
     (src / "broken.jpg").write_bytes(_jpeg(4)[:300])
     (src / "log.txt").write_text("x")
+    os.mkfifo(src / "pipe.jpg")  # opening it would block: must be skipped, never read
     (tmp_path / "params.yaml").write_text("paths: {datasets: datasets, out: out}\n")
     return tmp_path, src
 
@@ -54,7 +56,10 @@ def test_add_session_accounts_for_every_file_and_keeps_bytes(setup):
     assert sorted(rep.added) == ["a.jpg", "sub/b.jpg"]
     assert rep.duplicates == [("copy_of_old.jpg", "generic/old.jpg")]
     assert [q[0] for q in rep.quarantined] == ["broken.jpg"]
-    assert [s[0] for s in rep.skipped] == ["log.txt"]
+    assert dict(rep.skipped) == {
+        "log.txt": "extension '.txt' is not an image",
+        "pipe.jpg": "not a regular file (FIFO, socket or device)",
+    }
     dest = root / "datasets" / "vehicle" / "drive_01"
     assert (dest / "a.jpg").read_bytes() == (src / "a.jpg").read_bytes()
     assert json.loads((dest / "sidecar.json").read_text()) == {"scene": "night", "vehicle": "car9"}

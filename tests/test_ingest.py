@@ -193,6 +193,20 @@ def test_missing_datasets_folder(tmp_path):
         ingest(tmp_path / "nope", IngestParams())
 
 
+def test_fifo_is_quarantined_not_opened(tmp_path):
+    """Opening a FIFO blocks until a writer appears: ingest must never open one."""
+    s = tmp_path / "datasets" / "generic"
+    s.mkdir(parents=True)
+    (s / "a.png").write_bytes(_png(_photo()))
+    os.mkfifo(s / "pipe.jpg")
+    os.symlink("pipe.jpg", s / "link_to_pipe.png")
+    rows = {r["path"]: r for r in ingest(tmp_path / "datasets", IngestParams()).table.to_pylist()}
+    assert rows["generic/a.png"]["status"] == "ok"
+    for name in ("generic/pipe.jpg", "generic/link_to_pipe.png"):
+        assert rows[name]["status"] == "quarantined"
+        assert rows[name]["reason"] == "not a regular file (FIFO, socket or device); refused"
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
 def test_unreadable_file_is_quarantined(tmp_path):
     s = tmp_path / "datasets" / "generic"
