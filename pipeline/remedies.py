@@ -183,6 +183,22 @@ def evaluate_remedies(
     return rows
 
 
+def metrics(verdicts: dict[str, Any]) -> dict[str, Any]:
+    """DVC metrics (numbers only): per scene and remedy, output SQNR and cosine and whether it
+    passes the scene's gate (1/0), so `dvc metrics diff` shows what new data changed."""
+    return {
+        scene: {
+            r["remedy"]: {
+                "output_sqnr_db": r["output_sqnr_db"],
+                "output_cosine": r["output_cosine"],
+                "passes_gate": int(r["passes_gate"]),
+            }
+            for r in v["remedies"]
+        }
+        for scene, v in sorted(verdicts.items())
+    }
+
+
 def choose(rows: Sequence[dict[str, Any]], scene: str, ep: EvaluateParams) -> dict[str, Any]:
     gate = gate_for(scene, ep)
     passing = [r for r in rows if r["passes_gate"]]

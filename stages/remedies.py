@@ -2,6 +2,7 @@
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 
@@ -29,7 +30,7 @@ def main(params: Params) -> None:
     ]
     layers = json.loads((paths.out / "evaluate" / "layers.json").read_text(encoding="utf-8"))
     common = remedies.shared(view, cal, union, tp, qp, model_sha, paths.cache)
-    out: dict[str, object] = {}
+    out: dict[str, dict[str, Any]] = {}
     for scene in sorted({i.scene for i in images}):
         rows = [r for r in layers.get(scene, []) if r["op_type"] != "Input"]
         key = "sqnr_layerwise_db" if all("sqnr_layerwise_db" in r for r in rows) else "sqnr_db"
@@ -53,11 +54,17 @@ def main(params: Params) -> None:
                 }
             }
             write_json(
-                paths.out / "remedies" / f"encodings_{scene}.json",
+                paths.out / "remedies" / "encodings" / f"{scene}.json",
                 encodings_json.to_1_0_0(chosen.encodings, args),
             )
         print(f"remedies: {scene}: {verdict['why']}")
+    # always present (a DVC output): which scene has chosen encodings in this folder
+    write_json(
+        paths.out / "remedies" / "encodings" / "chosen.json",
+        {scene: v["chosen"] for scene, v in out.items()},
+    )
     write_json(paths.out / "remedies" / "remedies.json", out)
+    write_json(paths.out / "remedies" / "metrics.json", remedies.metrics(out))
 
 
 if __name__ == "__main__":

@@ -70,7 +70,9 @@ def test_first_repro_runs_every_stage_and_outputs_validate(project):
         if v["chosen"] is not None:  # the chosen remedy passes and its encodings are written
             chosen = next(r for r in v["remedies"] if r["remedy"] == v["chosen"])
             assert chosen["passes_gate"]
-            assert (project / f"out/remedies/encodings_{scene}.json").is_file()
+            assert (project / f"out/remedies/encodings/{scene}.json").is_file()
+    rm = json.loads((project / "out/remedies/metrics.json").read_text())
+    assert set(rm) == set(remedies) and rm["night"]["union"]["passes_gate"] in (0, 1)
     advice = json.loads((project / "out/evaluate/advice.json").read_text())
     assert {a["kind"] for a in advice} >= {"channels_not_multiple_of_32"}
     html = (project / "out/report/report.html").read_text()
@@ -80,6 +82,7 @@ def test_first_repro_runs_every_stage_and_outputs_validate(project):
 
     shown = _run([str(BIN / "dvc"), "metrics", "show"], project).stdout
     assert "scenes.night.output_sqnr_db" in shown and "scenes.day.output_cosine" in shown
+    assert "night.union.output_sqnr_db" in shown  # the remedies table, as DVC metrics
 
 
 def test_second_repro_does_nothing(project):
