@@ -44,6 +44,20 @@ def _load(root: Path, params: Path | None) -> Params:
     return load_params(params if params is not None else root / "params.yaml")
 
 
+def _params_and_output(root: Path, params: Path | None, *parts: str) -> tuple[Params, Path]:
+    """The project's params and one of its stage outputs (under ``paths.out``), which must
+    exist; a user mistake or a missing output ends in one message and exit 1."""
+    try:
+        p = _load(root, params)
+    except PipelineError as err:
+        raise _fail(err) from None
+    path = root / p.paths.out / Path(*parts)
+    if not path.is_file():
+        typer.echo(f"fieldcal: {path} not found; run `dvc repro` first", err=True)
+        raise typer.Exit(1)
+    return p, path
+
+
 @params_app.command("check")
 def params_check(root: RootOpt = Path("."), params: ParamsOpt | None = None) -> None:
     """Validate params.yaml and print the effective configuration."""
@@ -110,14 +124,7 @@ def demo_run(root: RootOpt = Path("."), params: ParamsOpt | None = None) -> None
 @app.command("gate")
 def gate(root: RootOpt = Path("."), params: ParamsOpt | None = None) -> None:
     """Exit 1 with one line per scene under its gate (reads the evaluate stage's metrics)."""
-    try:
-        p = _load(root, params)
-    except PipelineError as err:
-        raise _fail(err) from None
-    path = root / p.paths.out / "evaluate" / "metrics.json"
-    if not path.is_file():
-        typer.echo(f"fieldcal: {path} not found; run `dvc repro` first", err=True)
-        raise typer.Exit(1)
+    _, path = _params_and_output(root, params, "evaluate", "metrics.json")
     from pipeline.evaluate import gate_failures
 
     metrics = json.loads(path.read_text(encoding="utf-8"))
@@ -134,14 +141,7 @@ def doctor(root: RootOpt = Path("."), params: ParamsOpt | None = None) -> None:
     """List quarantined and skipped files from the manifest, with counts per reason."""
     import pyarrow.parquet as pq
 
-    try:
-        p = _load(root, params)
-    except PipelineError as err:
-        raise _fail(err) from None
-    path = root / p.paths.out / "ingest" / "manifest.parquet"
-    if not path.is_file():
-        typer.echo(f"fieldcal: {path} not found; run `dvc repro` first", err=True)
-        raise typer.Exit(1)
+    _, path = _params_and_output(root, params, "ingest", "manifest.parquet")
     rows = [r for r in pq.read_table(path).to_pylist() if r["status"] != "ok"]
     by_reason: dict[str, list[str]] = {}
     for r in rows:
@@ -220,14 +220,7 @@ def scenes(ctx: typer.Context, root: RootOpt = Path("."), params: ParamsOpt | No
         return
     import pyarrow.parquet as pq
 
-    try:
-        p = _load(root, params)
-    except PipelineError as err:
-        raise _fail(err) from None
-    path = root / p.paths.out / "ingest" / "manifest.parquet"
-    if not path.is_file():
-        typer.echo(f"fieldcal: {path} not found; run `dvc repro` first", err=True)
-        raise typer.Exit(1)
+    _, path = _params_and_output(root, params, "ingest", "manifest.parquet")
     counts: dict[tuple[str, str, str, str], int] = {}
     for r in pq.read_table(path).to_pylist():
         if r["status"] == "ok":
@@ -312,14 +305,7 @@ def curate_cmd(
 
     from pipeline import curate as curate_mod
 
-    try:
-        p = _load(root, params)
-    except PipelineError as err:
-        raise _fail(err) from None
-    path = root / p.paths.out / "ingest" / "manifest.parquet"
-    if not path.is_file():
-        typer.echo(f"fieldcal: {path} not found; run `dvc repro` first", err=True)
-        raise typer.Exit(1)
+    p, path = _params_and_output(root, params, "ingest", "manifest.parquet")
     table = curate_mod.curate(pq.read_table(path), p.curate)
     for r in table.to_pylist():
         typer.echo(f"{r['role']:<12} {r['scene']:<10} {r['path']}  ({r['reason']})")
