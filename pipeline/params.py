@@ -181,6 +181,11 @@ class QuantizeParams(_Section):
         """``min_range`` for the encoding functions: None stands for AIMET's eps-scale rule."""
         return None if self.min_range == "eps_scale" else self.min_range
 
+    def with_activation_mode(self, mode: str) -> QuantizeParams:
+        """These params with another activation mode (remedies and stability compare modes)."""
+        activations = self.activations.model_copy(update={"mode": mode})
+        return self.model_copy(update={"activations": activations})
+
 
 class Gate(_Section):
     cosine_min: float | None = Field(default=None, ge=-1.0, le=1.0)

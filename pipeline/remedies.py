@@ -102,9 +102,7 @@ def shared(
     out.append(Remedy("union", union, f"{len(all_raws)} calibration images, all scenes"))
     for mode in ("enhanced", "percentile"):
         if qp.activations.mode != mode:
-            q2 = qp.model_copy(
-                update={"activations": qp.activations.model_copy(update={"mode": mode})}
-            )
+            q2 = qp.with_activation_mode(mode)
             out.append(
                 Remedy(
                     mode,

@@ -300,21 +300,32 @@ class _Histograms:
         return out
 
 
-def activation_encoding(name: str, stats: Statistics, qp: QuantizeParams) -> Encoding:
-    a = qp.activations
-    lo, hi = stats.minmax.range_of(name)
-    if a.mode == "tf":
-        return tf_encoding(lo, hi, a.bitwidth, qp.min_range_value)
-    if a.mode == "symmetric":
+def _minmax_encoding(
+    mode: str, lo: float, hi: float, bitwidth: int, qp: QuantizeParams
+) -> Encoding | None:
+    """``tf`` or ``symmetric`` from a range, with the §10 knobs in ``qp``; None for the modes
+    that need more than a range."""
+    if mode == "tf":
+        return tf_encoding(lo, hi, bitwidth, qp.min_range_value)
+    if mode == "symmetric":
         return symmetric_encoding(
             lo,
             hi,
-            a.bitwidth,
+            bitwidth,
             qp.min_range_value,
             strict=qp.strict_symmetric,
             unsigned=qp.unsigned_symmetric,
             rule=qp.symmetric_scale_rule,
         )
+    return None
+
+
+def activation_encoding(name: str, stats: Statistics, qp: QuantizeParams) -> Encoding:
+    a = qp.activations
+    lo, hi = stats.minmax.range_of(name)
+    enc = _minmax_encoding(a.mode, lo, hi, a.bitwidth, qp)
+    if enc is not None:
+        return enc
     assert stats.pdfs is not None, "histogram modes need histograms collected"
     pdf = stats.pdfs[name]
     if a.mode == "enhanced":
@@ -326,18 +337,9 @@ def _one_weight_encoding(
     lo: float, hi: float, data: NDArray[np.float32], qp: QuantizeParams
 ) -> Encoding:
     wp = qp.weights
-    if wp.mode == "tf":
-        return tf_encoding(lo, hi, wp.bitwidth, qp.min_range_value)
-    if wp.mode == "symmetric":
-        return symmetric_encoding(
-            lo,
-            hi,
-            wp.bitwidth,
-            qp.min_range_value,
-            strict=qp.strict_symmetric,
-            unsigned=qp.unsigned_symmetric,
-            rule=qp.symmetric_scale_rule,
-        )
+    enc = _minmax_encoding(wp.mode, lo, hi, wp.bitwidth, qp)
+    if enc is not None:
+        return enc
     if wp.mode == "adjusted":
         return adjusted_encoding(lo, hi, wp.bitwidth, qp.min_range_value)
     pdf = Pdf()

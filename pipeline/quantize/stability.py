@@ -74,7 +74,7 @@ def curve_mode(qp: QuantizeParams) -> QuantizeParams:
     """The quantize params the curves use: the configured min/max mode, else ``tf``."""
     if qp.activations.mode in ("tf", "symmetric"):
         return qp
-    return qp.model_copy(update={"activations": qp.activations.model_copy(update={"mode": "tf"})})
+    return qp.with_activation_mode("tf")
 
 
 def subset_minmax(names: Sequence[str], per_image: NDArray[np.float64], pick: Any) -> MinMax:
