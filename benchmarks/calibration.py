@@ -73,7 +73,6 @@ def model_path() -> Path:
 def run_one(method: str, raws: list[Path]) -> dict[str, float]:
     from pipeline import model
     from pipeline.params import TensorsParams
-    from pipeline.quantize import calibrate
     from pipeline.runtime import Runner
     from pipeline.tensors import read_raw
 
@@ -85,6 +84,8 @@ def run_one(method: str, raws: list[Path]) -> dict[str, float]:
         for p in raws:
             runner.run(read_raw(p, tp))
     elif method.startswith("fieldcal"):
+        from pipeline.quantize import calibrate  # imported here: the floor pays only for its own
+
         calibrate.collect(view, raws, tp, "bench", None, histograms=method.endswith("hist"))
     else:
         from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator

@@ -7,7 +7,11 @@ parity/README.md). This script runs in fieldcal's environment; it
    every activation tensor, image by image, as float32 ``.npy`` (plus every Conv weight);
 2. runs ``libpymo_side.py`` under the AIMET interpreter, which feeds the same arrays in the same
    order to ``BlockTensorQuantizer.updateStats`` and writes the encodings it computes;
-3. computes fieldcal's encodings over the same arrays and prints the agreement table.
+3. computes fieldcal's encodings with its production path (``calibrate.collect``: ranges
+   reduced inside onnxruntime, histograms by the compiled kernels) over the same images, and
+   prints the agreement table.
+
+Activations are the tensors QNN keeps (``ModelView.kept_tensors``), the ones fieldcal encodes.
 
     python parity/aimet_parity.py --aimet-python /path/to/aimet-venv/bin/python \\
         --input-list out/tensors/calibration/input_list.txt --images 16
@@ -33,8 +37,9 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline import model  # noqa: E402
 from pipeline.params import load_params  # noqa: E402
+from pipeline.quantize import calibrate  # noqa: E402
 from pipeline.quantize.encoding import Encoding, symmetric_encoding, tf_encoding  # noqa: E402
-from pipeline.quantize.histogram import Pdf, enhanced_encoding, percentile_encoding  # noqa: E402
+from pipeline.quantize.histogram import enhanced_encoding, percentile_encoding  # noqa: E402
 from pipeline.runtime import Runner  # noqa: E402
 from pipeline.tensors import parse_input_list, read_raw  # noqa: E402
 
@@ -49,12 +54,12 @@ RULE = "max_of_both"
 def dump(workdir: Path, input_list: Path, images: int) -> tuple[list[str], list[str]]:
     params = load_params(ROOT / "params.yaml")
     view = model.analyze(model.load(ROOT / params.model.path))
-    runner = Runner(model.with_outputs(view.model, view.all_tensors))
+    runner = Runner(model.with_outputs(view.model, view.kept_tensors))
     lines = parse_input_list(input_list.read_text())[:images]
     for i, line in enumerate(lines):
         x = read_raw(ROOT / line[0][1], params.tensors, view.input_layout)
-        out = runner.run(x, view.all_tensors)
-        for t, name in enumerate(view.all_tensors):
+        out = runner.run(x, view.kept_tensors)
+        for t, name in enumerate(view.kept_tensors):
             np.save(workdir / f"act_{t:04d}_{i:04d}.npy", out[name][0])
     for w, op in enumerate(view.weighted):
         # per-channel axis first: (C_out, ...) for both Conv (axis 0) and ConvTranspose (axis 1)
@@ -62,12 +67,13 @@ def dump(workdir: Path, input_list: Path, images: int) -> tuple[list[str], list[
             workdir / f"w_{w:04d}.npy", np.ascontiguousarray(np.moveaxis(op.weight, op.axis, 0))
         )
     meta = {
-        "activations": view.all_tensors,
+        "activations": view.kept_tensors,
         "weights": [op.weight_name for op in view.weighted],
         "images": len(lines),
+        "raws": [str(ROOT / line[0][1]) for line in lines],
     }
     (workdir / "meta.json").write_text(json.dumps(meta))
-    return view.all_tensors, [op.weight_name for op in view.weighted]
+    return view.kept_tensors, [op.weight_name for op in view.weighted]
 
 
 def ours(workdir: Path, meta: dict) -> dict[str, dict[str, list[list[float]]]]:
@@ -76,13 +82,15 @@ def ours(workdir: Path, meta: dict) -> dict[str, dict[str, list[list[float]]]]:
     def put(kind: str, name: str, encs: list[Encoding]) -> None:
         res.setdefault(kind, {})[name] = [[e.min, e.max, e.scale, e.offset] for e in encs]
 
-    for t, name in enumerate(meta["activations"]):
-        lo, hi = np.inf, -np.inf
-        pdf = Pdf()
-        for i in range(meta["images"]):
-            a = np.load(workdir / f"act_{t:04d}_{i:04d}.npy")
-            lo, hi = min(lo, float(a.min())), max(hi, float(a.max()))
-            pdf.update(a)
+    params = load_params(ROOT / "params.yaml")
+    view = model.analyze(model.load(ROOT / params.model.path))
+    raws = [Path(r) for r in meta["raws"]]
+    ranges = calibrate.collect(view, raws, params.tensors, "parity", None)
+    hists = calibrate.collect(view, raws, params.tensors, "parity", None, histograms=True)
+    assert hists.pdfs is not None
+    for name in meta["activations"]:
+        lo, hi = ranges.minmax.range_of(name)
+        pdf = hists.pdfs[name]
         put("tf", name, [tf_encoding(lo, hi, 8, LIBPYMO_MIN_RANGE)])
         put("symmetric", name, [symmetric_encoding(lo, hi, 8, LIBPYMO_MIN_RANGE, rule=RULE)])
         put("enhanced", name, [enhanced_encoding(pdf)])

@@ -30,9 +30,7 @@ def main(params: Params) -> None:
     out = paths.out / "quantize"
     write_json(out / "encodings.json", encodings_json.to_1_0_0(enc, args))
     write_json(out / "encodings_0.6.1.json", encodings_json.to_0_6_1(enc, args))
-    write_json(
-        out / "calibration.json", calibrate.calibration_record(view, stats.minmax, model_sha)
-    )
+    write_json(out / "calibration.json", calibrate.calibration_record(view, stats, model_sha))
     if qp.backend == "qnn":
         tool = qnn.find_tool(qnn.CONVERTER)
         if tool is None:

@@ -16,6 +16,7 @@ import yaml
 from PIL import Image
 
 from pipeline.ingest import MANIFEST_SCHEMA
+from pipeline.model import analyze
 from tests.projects import BIN, STAGES, env, make_project, repro, run
 
 pytestmark = pytest.mark.slow
@@ -48,9 +49,11 @@ def test_first_repro_runs_every_stage_and_outputs_validate(project):
     acts = {e["name"] for e in enc["activation_encodings"]}
     params_ = {e["name"] for e in enc["param_encodings"]}
     model = onnx.load(str(project / "models/centerface.onnx"))
+    view = analyze(model)
+    assert acts == set(view.kept_tensors)  # as QNN: none for a tensor fused away
     for node in model.graph.node:
         if node.op_type in ("Conv", "ConvTranspose"):
-            assert node.output[0] in acts
+            assert view.fused_into[node.output[0]] in acts  # its own, or its Conv+BN+ReLU's
             assert node.input[1] in params_
     assert all(
         all(math.isfinite(s) and s > 0 for s in e["scale"]) for e in enc["activation_encodings"]

@@ -131,7 +131,7 @@ def test_calibration_cache_reruns_only_new_images(centerface_view, photos, tmp_p
     np.testing.assert_array_equal(second.minmax.mins, fresh.minmax.mins)
     np.testing.assert_array_equal(second.minmax.maxs, fresh.minmax.maxs)
     enc = calibrate.compute_encodings(centerface_view, fresh, QuantizeParams())
-    assert set(enc.activations) == set(centerface_view.all_tensors)
+    assert set(enc.activations) == set(centerface_view.kept_tensors)
     conv_weights = {op.weight_name for op in centerface_view.weighted}
     assert set(enc.weights) == conv_weights
     # per-channel symmetric weights: one encoding per output channel, offset -128
@@ -151,10 +151,10 @@ def test_histogram_statistics_cached_equal_fresh(centerface_view, photos, tmp_pa
     cache = tmp_path / "cache"
     calibrate.collect(centerface_view, raws[:2], tp, "m" * 64, cache, histograms=True)
     again = calibrate.collect(centerface_view, raws, tp, "m" * 64, cache, histograms=True)
-    assert again.images_run == 1  # only the new image, min/max and histograms in one run
+    assert (again.images_run, again.images_cached) == (1, 2)  # min/max and histograms in one run
     fresh = calibrate.collect(centerface_view, raws, tp, "m" * 64, None, histograms=True)
     assert again.pdfs is not None and fresh.pdfs is not None
-    for name in centerface_view.all_tensors:
+    for name in centerface_view.kept_tensors:
         np.testing.assert_array_equal(again.pdfs[name].pdf, fresh.pdfs[name].pdf)
     # a new first image changes every support: all images are binned again (two passes)
     shuffled = calibrate.collect(centerface_view, raws[::-1], tp, "m" * 64, cache, histograms=True)
@@ -170,3 +170,29 @@ def test_empty_calibration_set_is_a_clear_error(centerface_view, tmp_path):
     empty = calibrate.collect(centerface_view, [], TensorsParams(), "m" * 64, None)
     with pytest.raises(calibrate.NoStatisticsError, match="calibration set is empty"):
         calibrate.compute_encodings(centerface_view, empty, QuantizeParams())
+
+
+def test_in_graph_ranges_equal_exact_statistics(centerface_view, photos, tmp_path):
+    """tf/symmetric ranges come from reductions inside onnxruntime, with a ReLU output's min
+    taken as 0; the histogram path measures exact min/max from the activations. Maxima (and
+    minima where measured) agree exactly, and so does every tf and symmetric encoding."""
+    tp = TensorsParams(height=64, width=96)
+    raws = []
+    for i in range(3):
+        raws.append(tmp_path / f"{i}.raw")
+        write_raw(raws[-1], preprocess(Image.open(photos[i]), tp))
+    view = centerface_view
+    ranges = calibrate.collect(view, raws, tp, "m" * 64, None)
+    exact = calibrate.collect(view, raws, tp, "m" * 64, None, histograms=True)
+    assert view.nonnegative and view.nonnegative < set(view.kept_tensors)
+    np.testing.assert_array_equal(ranges.per_image[:, 1], exact.per_image[:, 1])
+    for t, name in enumerate(view.kept_tensors):
+        if name in view.nonnegative:
+            assert (ranges.per_image[:, 0, t] == 0).all() and (exact.per_image[:, 0, t] >= 0).all()
+        else:
+            np.testing.assert_array_equal(ranges.per_image[:, 0, t], exact.per_image[:, 0, t])
+    for mode in ("tf", "symmetric"):
+        qp = QuantizeParams(activations={"mode": mode})
+        a = calibrate.compute_encodings(view, ranges, qp).activations
+        b = calibrate.compute_encodings(view, exact, qp).activations
+        assert a == b

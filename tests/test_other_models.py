@@ -124,7 +124,8 @@ def test_nhwc_spec_mismatch_names_layout():
         model.check_input_spec(v, 32, 64)
 
 
-def test_nan_activation_is_a_clear_error_naming_the_tensor(tmp_path):
+@pytest.mark.parametrize("histograms", [False, True])  # in-graph ranges; compiled kernels
+def test_nan_activation_is_a_clear_error_naming_the_tensor(tmp_path, histograms):
     g = helper.make_graph(
         [helper.make_node("Log", ["x"], ["logx"]), helper.make_node("Relu", ["logx"], ["y"])],
         "g",
@@ -138,4 +139,4 @@ def test_nan_activation_is_a_clear_error_naming_the_tensor(tmp_path):
     from pipeline.errors import DataError
 
     with pytest.raises(DataError, match=r"tensor 'logx' contains NaN"):
-        calibrate.collect(v, [raw], tp, "s" * 64, None)
+        calibrate.collect(v, [raw], tp, "s" * 64, None, histograms=histograms)

@@ -16,7 +16,7 @@ from pipeline.quantize.observers import MinMax
 def per_image(centerface_view):
     """(600 images, 2, tensors): similar ranges, 30 images 20 % wider on the max side."""
     rng = np.random.default_rng(0)
-    n, t = 600, len(centerface_view.all_tensors)
+    n, t = 600, len(centerface_view.kept_tensors)
     lo = -rng.uniform(0.9, 1.0, (n, t))
     hi = rng.uniform(0.9, 1.0, (n, t))
     hi[rng.choice(n, 30, replace=False)] *= 1.2
@@ -24,7 +24,7 @@ def per_image(centerface_view):
 
 
 def _encoder(view, per_image, qp):
-    base = calibrate.Statistics(MinMax.empty(view.all_tensors), per_image, None, 0, 0)
+    base = calibrate.Statistics(MinMax.empty(view.kept_tensors), per_image, None, 0, 0)
     return lambda mm: calibrate.compute_encodings(view, replace(base, minmax=mm), qp)
 
 

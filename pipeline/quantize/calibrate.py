@@ -1,15 +1,23 @@
 """Calibration: run the float model over calibration tensors, collect statistics, compute encodings.
 
-Two kinds of per-image statistics, both cached by the content of the ``.raw`` tensor (which
-already encodes image content and preprocessing) and the model's hash, under ``<cache>/stats``:
+Statistics cover the tensors QNN keeps (``ModelView.kept_tensors``: after BatchNorm folding and
+Conv(+BN)+ReLU fusion), the only ones that get activation encodings. Two kinds per image, both
+cached by the content of the ``.raw`` tensor (which already encodes image content and
+preprocessing) and the model's hash, under ``<cache>/stats``:
 
-* min/max of every tensor: they merge exactly and in any order, so a run over cached + new
-  images equals a fresh run (``tf``, ``symmetric``);
-* 512-bin histograms (``enhanced``, ``percentile``; :mod:`pipeline.quantize.histogram`). Their
-  support is fixed, as in libpymo, by the first calibration image (in input-list order) whose
-  tensor is not all zero; it is derived from the cached min/max, so histograms of unchanged
-  images stay valid while the first image is unchanged. The PDF is the mean of the per-image
-  PDFs taken in input-list order, so cached and fresh runs give the same bytes.
+* ranges for ``tf`` and ``symmetric``: each tensor's max and, unless it is nonnegative by
+  construction (ReLU, Clip from 0: its min is recorded as that bound, 0), its min, reduced
+  inside onnxruntime so no activation leaves the runtime
+  (:func:`pipeline.model.with_range_outputs`).
+  Ranges merge exactly and in any order, so a run over cached + new images equals a fresh run.
+  Recording 0 for a ReLU output changes no encoding: both modes widen the range to contain 0;
+* exact min/max plus 3 x 512-bin histograms for ``enhanced`` and ``percentile``
+  (:mod:`pipeline.quantize.histogram`), from one pass over each activation
+  (:func:`pipeline.kernels.histogram`). A tensor's histogram support is fixed, as in libpymo, by
+  the first calibration image (in input-list order) on which it is not all zero, and comes from
+  that image's cached min/max, so histograms of unchanged images stay valid while that image is
+  unchanged. The PDF is the mean of the per-image PDFs in input-list order, so cached and fresh
+  runs give the same bytes.
 
 Memory is bounded by one batch of activations, never by the number of images.
 """
@@ -27,9 +35,10 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from pipeline import kernels
 from pipeline.atomic import atomic_path
 from pipeline.errors import DataError, NoStatisticsError
-from pipeline.model import ModelView, with_minmax_outputs, with_outputs
+from pipeline.model import ModelView, with_outputs, with_range_outputs
 from pipeline.params import QuantizeParams, TensorsParams
 from pipeline.quantize.encoding import (
     Encoding,
@@ -40,7 +49,6 @@ from pipeline.quantize.encoding import (
 from pipeline.quantize.histogram import (
     PDF_SIZE,
     Pdf,
-    bin_counts,
     enhanced_encoding,
     percentile_encoding,
     support_of,
@@ -50,12 +58,12 @@ from pipeline.quantize.simulate import Encodings, bias_encodings
 from pipeline.runtime import Runner
 from pipeline.tensors import read_raw
 
-STATS_VERSION = "2"
+STATS_VERSION = "3"
 
 
 @functools.cache
 def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="fieldcal-bin")
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="fieldcal-stat")
 
 
 HISTOGRAM_MODES = ("enhanced", "percentile")
@@ -64,12 +72,12 @@ Progress = Callable[[int], None] | None
 
 @dataclass(frozen=True)
 class Statistics:
-    """What calibration collected: merged min/max, per-image min/max, and histograms if asked."""
+    """What calibration collected: merged ranges, per-image ranges, and histograms if asked."""
 
     minmax: MinMax
     per_image: NDArray[np.float64]  # (images, 2, tensors): min and max of each image
     pdfs: dict[str, Pdf] | None
-    images_run: int  # model executions (cache misses), over both passes
+    images_run: int  # model executions (cache misses)
     images_cached: int
 
 
@@ -78,7 +86,10 @@ def _file_sha(path: Path) -> str:
 
 
 class _Cache:
-    """``<root>/stats/<version>-<model sha>/<kind>/<tensor sha>.npy``, written atomically."""
+    """``<root>/stats/<version>-<model sha>/<kind>/<tensor sha>.npy``, written atomically.
+
+    Kinds: ``range`` (ReLU outputs' min recorded as 0), ``minmax`` (exact; also a valid range),
+    ``hist-<supports hash>`` (counts per tensor, plus the tensor's element count)."""
 
     def __init__(self, root: Path | None, model_sha: str) -> None:
         self.dir = root / "stats" / f"{STATS_VERSION}-{model_sha[:16]}" if root else None
@@ -102,30 +113,28 @@ class _Cache:
             with atomic_path(p) as tmp, open(tmp, "wb") as fh:
                 np.save(fh, arr)
 
-
-def _run_batches(
-    view: ModelView,
-    raws: Sequence[Path],
-    todo: Sequence[int],
-    tp: TensorsParams,
-    batch_size: int,
-    consume: Callable[[int, dict[str, NDArray[np.float32]]], None],
-) -> None:
-    """Run the float model on images ``todo`` (indices into ``raws``) in batches; call
-    ``consume(image index, {tensor: activation})`` for each image."""
-    if not todo:
-        return
-    names = view.all_tensors
-    runner = Runner(with_outputs(view.model, names))
-    for start in range(0, len(todo), batch_size):
-        chunk = todo[start : start + batch_size]
-        x = np.concatenate([read_raw(raws[i], tp, view.input_layout) for i in chunk])
-        values = runner.run(x, names)
-        for b, i in enumerate(chunk):
-            consume(i, {k: v[b] for k, v in values.items()})
+    def load_ranges(
+        self, kinds: Sequence[str], keys: Sequence[str], n: int
+    ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+        """(images, 2, n) per-image ranges from the first kind that has each image."""
+        per_image = np.zeros((len(keys), 2, n))  # unknown rows are filled by the caller
+        known = np.zeros(len(keys), dtype=bool)
+        for i, key in enumerate(keys):
+            for kind in kinds:
+                hit = self.load(kind, key, (2, n))
+                if hit is not None:
+                    per_image[i], known[i] = hit, True
+                    break
+        return per_image, known
 
 
-def _run_minmax(
+def _nan_error(name: str, raw: Path) -> DataError:
+    return DataError(
+        f"tensor {name!r} contains NaN on {raw}; check the input tensors (mean/std) and the model"
+    )
+
+
+def _run_ranges(
     view: ModelView,
     raws: Sequence[Path],
     todo: Sequence[int],
@@ -133,27 +142,48 @@ def _run_minmax(
     batch_size: int,
     consume: Callable[[int, NDArray[np.float64]], None],
 ) -> None:
-    """Per-image (2, tensors) min/max with the reductions inside onnxruntime: no activation
-    leaves the runtime, so memory stays near plain inference."""
+    """Per-image (2, tensors) ranges, reduced inside onnxruntime."""
     if not todo:
         return
-    names = view.all_tensors
-    reduced, outs = with_minmax_outputs(view.model, names)
+    names = view.kept_tensors
+    reduced, outs = with_range_outputs(view.model, names, view.nonnegative, view.ranks)
     runner = Runner(reduced)
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
         x = np.concatenate([read_raw(raws[i], tp, view.input_layout) for i in chunk])
         values = runner.run(x, outs)
         for b, i in enumerate(chunk):
-            mins = np.array([float(values[f"{n}__min"][b]) for n in names])
+            mins = np.array(
+                [0.0 if n in view.nonnegative else float(values[f"{n}__min"][b]) for n in names]
+            )
             maxs = np.array([float(values[f"{n}__max"][b]) for n in names])
             bad = np.isnan(mins) | np.isnan(maxs)
             if bad.any():
-                raise DataError(
-                    f"tensor {names[int(np.flatnonzero(bad)[0])]!r} contains NaN on "
-                    f"{raws[i]}; check the input tensors (mean/std) and the model"
-                )
+                raise _nan_error(names[int(np.flatnonzero(bad)[0])], raws[i])
             consume(i, np.stack([mins, maxs]))
+
+
+def _run_activations(
+    view: ModelView,
+    raws: Sequence[Path],
+    todo: Sequence[int],
+    tp: TensorsParams,
+    batch_size: int,
+    consume: Callable[[int, list[NDArray[np.float32]]], None],
+) -> None:
+    """Run the float model on images ``todo`` (indices into ``raws``) in batches; call
+    ``consume(image index, [flat activation of each kept tensor])`` for each image."""
+    if not todo:
+        return
+    names = view.kept_tensors
+    runner = Runner(with_outputs(view.model, names))
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        x = np.concatenate([read_raw(raws[i], tp, view.input_layout) for i in chunk])
+        values = runner.run(x, names)
+        for b, i in enumerate(chunk):
+            consume(i, [np.ascontiguousarray(values[t][b]).ravel() for t in names])
+        del values
 
 
 def collect(
@@ -166,128 +196,163 @@ def collect(
     batch_size: int = 1,
     progress: Progress = None,
 ) -> Statistics:
-    """Statistics of every tensor of the model over ``raws``, in order.
-
-    The model runs once per image not in the cache. Histograms need each tensor's support,
-    which comes from the first image's min/max: when that image is cached (the usual case after
-    adding images), min/max and histograms of new images come from the same run; otherwise the
-    new images run a second time, once their min/max fixed the supports.
-    """
-    names = view.all_tensors
+    """Statistics of every kept tensor of the model over ``raws``, in order; the model runs
+    once per image not in the cache (with histograms: not binned with this set's supports)."""
+    names = view.kept_tensors
     n, m = len(names), len(raws)
     cache = _Cache(cache_root, model_sha)
-    keys = [_file_sha(p) for p in raws]
-    per_image = np.empty((m, 2, n))
-    known = np.zeros(m, dtype=bool)
-    for i, key in enumerate(keys):
-        hit = cache.load("minmax", key, (2, n))
-        if hit is not None:
-            per_image[i], known[i] = hit, True
-    cached = int(known.sum())
-    if progress and cached:
-        progress(cached)
-    hist = _Histograms(names, per_image, known, keys, cache) if histograms and m else None
-    if hist is not None and not hist.ready:
-        hist = None  # supports depend on images not seen yet: histograms in a second pass
+    keys = [_file_sha(p) if cache.dir else str(i) for i, p in enumerate(raws)]
+    if not histograms:
+        per_image, known = cache.load_ranges(("minmax", "range"), keys, n)
+        missing = [i for i in range(m) if not known[i]]
+        if progress and m - len(missing):
+            progress(m - len(missing))
 
-    def take_minmax(i: int, mm: NDArray[np.float64]) -> None:
-        per_image[i] = mm
-        cache.save("minmax", keys[i], mm)
+        def take_range(i: int, mm: NDArray[np.float64]) -> None:
+            per_image[i] = mm
+            cache.save("range", keys[i], mm)
+            if progress:
+                progress(1)
+
+        _run_ranges(view, raws, missing, tp, batch_size, take_range)
+        return Statistics(
+            _merged(names, per_image), per_image, None, len(missing), m - len(missing)
+        )
+
+    return _collect_histograms(view, raws, keys, tp, cache, batch_size, progress)
+
+
+def _collect_histograms(
+    view: ModelView,
+    raws: Sequence[Path],
+    keys: Sequence[str],
+    tp: TensorsParams,
+    cache: _Cache,
+    batch_size: int,
+    progress: Progress,
+) -> Statistics:
+    """One ordered pass: each image is served from the cache when its histograms were binned
+    with the supports this set gives, else it runs. Supports are decided in input-list order,
+    so an image can only be judged once every earlier image that could decide one has run."""
+    names = view.kept_tensors
+    n, m = len(names), len(keys)
+    per_image, known = cache.load_ranges(("minmax",), keys, n)
+    hist = _Histograms(n, m)
+    pending: list[int] = []
+    runs = 0
+
+    def take(i: int, acts: list[NDArray[np.float32]]) -> None:
+        per_image[i], entry = hist.bin(i, acts, names, raws[i])
+        cache.save("minmax", keys[i], per_image[i])
+        cache.save(_HIST, keys[i], entry)
+        hist.add(i, entry)
         if progress:
             progress(1)
 
-    def take(i: int, acts: dict[str, NDArray[np.float32]]) -> None:
-        if not known[i]:
-            one = MinMax.of(names, acts)
-            take_minmax(i, np.stack([one.mins, one.maxs]))
-        if hist is not None and i in hist.todo:
-            hist.take(i, acts)
+    def flush() -> None:
+        nonlocal runs
+        _run_activations(view, raws, pending, tp, batch_size, take)
+        runs += len(pending)
+        pending.clear()
 
-    missing = [i for i in range(m) if not known[i]]
-    if hist is None:  # min/max only (now): reduce inside the runtime
-        _run_minmax(view, raws, missing, tp, batch_size, take_minmax)
-        todo = missing
-    else:  # histograms need the activations themselves: one run gives both
-        todo = sorted(set(missing) | hist.todo)
-        _run_batches(view, raws, todo, tp, batch_size, take)
-    ran = len(todo)
-    if histograms and m and hist is None:
-        hist = _Histograms(names, per_image, np.ones(m, dtype=bool), keys, cache)
-        second = sorted(hist.todo)
-        _run_batches(view, raws, second, tp, batch_size, hist.take)
-        ran += len(second)
-    total = MinMax(
+    for i, key in enumerate(keys):
+        hit = cache.load(_HIST, key, (n, _ENTRY)) if known[i] else None
+        entry = hit.astype(np.int64, copy=False) if hit is not None else None
+        if entry is not None and pending and hist.undecided():
+            flush()  # a pending image may decide a support this entry depends on
+        if entry is not None and hist.valid(i, per_image[i], entry):
+            hist.add(i, entry)
+            if progress:
+                progress(1)
+        else:
+            pending.append(i)
+    flush()
+    pdfs = hist.pdfs(names, per_image) if m else {}
+    return Statistics(_merged(names, per_image), per_image, pdfs, runs, m - runs)
+
+
+def _merged(names: Sequence[str], per_image: NDArray[np.float64]) -> MinMax:
+    m, n = per_image.shape[0], len(names)
+    return MinMax(
         tuple(names),
         per_image[:, 0].min(0) if m else np.full(n, np.inf),
         per_image[:, 1].max(0) if m else np.full(n, -np.inf),
         m,
     )
-    pdfs = hist.pdfs(per_image) if hist is not None else None
-    return Statistics(total, per_image, pdfs, ran, cached)
+
+
+_HIST = "hist"
+_ENTRY = PDF_SIZE + 3  # counts, element count, support (start, width) as float64 bits
 
 
 class _Histograms:
-    """Per-tensor PDFs over a calibration set. Every image of a set has the same tensor sizes,
-    so the mean of per-image PDFs is the summed integer counts over (size x images): exact,
-    and the same whichever images came from the cache."""
+    """Per-tensor PDFs over a calibration set, built in input-list order.
 
-    def __init__(
-        self,
-        names: Sequence[str],
-        per_image: NDArray[np.float64],
-        known: NDArray[np.bool_],
-        keys: Sequence[str],
-        cache: _Cache,
-    ) -> None:
-        n, m = len(names), len(keys)
-        self.names, self.keys, self.cache, self.m = list(names), list(keys), cache, m
+    libpymo fixes a tensor's support on the first batch where it is not all zero and ignores
+    the all-zero batches before it; after it, the PDF is the mean of the per-batch PDFs. Every
+    image of a set has the same tensor sizes, so that mean is the summed integer counts over
+    (size x images): exact, and the same whichever images came from the cache. A cached entry
+    records the support each tensor was binned with, so it is reused only where it matches."""
+
+    def __init__(self, n: int, m: int) -> None:
+        self.m = m
         self.supports = np.full((n, 2), np.nan)  # (first left edge, width) per tensor
         self.first = np.full(n, m)  # first image whose tensor is not all zero
-        self.ready = True
-        for t in range(n):
-            for i in range(m):
-                if not known[i]:
-                    self.ready = False  # this tensor's support may come from image i
-                    break
-                if per_image[i, 0, t] != 0.0 or per_image[i, 1, t] != 0.0:
-                    self.first[t] = i
-                    self.supports[t] = support_of(per_image[i, 0, t], per_image[i, 1, t])
-                    break
-        self.kind = "hist-" + hashlib.sha256(self.supports.tobytes()).hexdigest()[:16]
         self.totals = np.zeros((n, PDF_SIZE), dtype=np.int64)
         self.sizes = np.zeros(n, dtype=np.int64)
-        self.todo: set[int] = set()
-        if not self.ready:
-            return
-        for i, key in enumerate(keys):
-            hit = cache.load(self.kind, key, (n, PDF_SIZE + 1))
-            if hit is None:
-                self.todo.add(i)
-            else:
-                self._add(i, hit.astype(np.int64))
 
-    def _add(self, i: int, entry: NDArray[np.int64]) -> None:
-        used = self.first <= i  # libpymo skips a tensor's all-zero batches before its support
+    def undecided(self) -> bool:
+        return bool((self.first == self.m).any())
+
+    def _decide(self, i: int, t: int, lo: float, hi: float) -> None:
+        if self.first[t] == self.m and (lo != 0.0 or hi != 0.0):
+            self.first[t] = i
+            self.supports[t] = support_of(lo, hi)
+
+    def valid(self, i: int, mm: NDArray[np.float64], entry: NDArray[np.int64]) -> bool:
+        """Decide supports from image ``i``'s known min/max; is its cached entry binned with
+        the supports of every tensor that image ``i`` contributes to?"""
+        for t in np.flatnonzero(self.first == self.m):
+            self._decide(i, int(t), float(mm[0, t]), float(mm[1, t]))
+        used = self.first <= i
+        stored = entry[:, PDF_SIZE + 1 :].view(np.float64)
+        return bool((stored[used] == self.supports[used]).all())
+
+    def bin(
+        self, i: int, acts: Sequence[NDArray[np.float32]], names: Sequence[str], raw: Path
+    ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+        """Image ``i``'s exact (2, tensors) min/max and its cache entry, deciding the supports
+        of tensors first non-zero here. One pass per tensor, tensors on every core."""
+        entry = np.zeros((len(names), _ENTRY), dtype=np.int64)
+        mm = np.empty((2, len(names)))
+
+        def one(t: int) -> None:
+            x = acts[t]
+            entry[t, PDF_SIZE] = x.size
+            if not x.size:
+                mm[:, t] = np.inf, -np.inf
+                return
+            lo, hi, nan = kernels.minmax(x)
+            if nan:
+                raise _nan_error(names[t], raw)
+            mm[:, t] = lo, hi
+            self._decide(i, t, lo, hi)  # only where this image is the first non-zero one
+            if self.first[t] <= i:
+                start, width = self.supports[t]
+                entry[t, :PDF_SIZE] = kernels.histogram(x, start, width, PDF_SIZE)
+            entry[t, PDF_SIZE + 1 :] = self.supports[t].view(np.int64)
+
+        list(_pool().map(one, range(len(names))))
+        return mm, entry
+
+    def add(self, i: int, entry: NDArray[np.int64]) -> None:
+        used = self.first <= i
         self.totals[used] += entry[used, :PDF_SIZE]
         self.sizes[:] = entry[:, PDF_SIZE]
 
-    def take(self, i: int, acts: dict[str, NDArray[np.float32]]) -> None:
-        entry = np.zeros((len(self.names), PDF_SIZE + 1), dtype=np.int64)
-
-        def one(t: int) -> None:
-            name = self.names[t]
-            if self.first[t] < self.m:
-                entry[t, :PDF_SIZE] = bin_counts(acts[name], *self.supports[t])
-            entry[t, PDF_SIZE] = acts[name].size
-
-        # numpy releases the GIL on large arrays: bin tensors on every core
-        list(_pool().map(one, range(len(self.names))))
-        self.cache.save(self.kind, self.keys[i], entry)
-        self._add(i, entry)
-
-    def pdfs(self, per_image: NDArray[np.float64]) -> dict[str, Pdf]:
+    def pdfs(self, names: Sequence[str], per_image: NDArray[np.float64]) -> dict[str, Pdf]:
         out = {}
-        for t, name in enumerate(self.names):
+        for t, name in enumerate(names):
             pdf = Pdf(
                 seen=True, min=float(per_image[:, 0, t].min()), max=float(per_image[:, 1, t].max())
             )
@@ -376,7 +441,7 @@ def compute_encodings(view: ModelView, stats: Statistics, qp: QuantizeParams) ->
             "Check curate.calibration quotas and that ingest found images."
         )
     acts: dict[str, Encoding] = {}
-    for name in view.all_tensors:
+    for name in view.kept_tensors:
         try:
             acts[name] = activation_encoding(name, stats, qp)
         except ValueError as err:
@@ -411,28 +476,30 @@ def quantizer_args(qp: QuantizeParams, model_sha: str, images: int) -> dict[str,
             "round_mode": qp.round_mode,
             "symmetric_scale_rule": qp.symmetric_scale_rule,
             "fused_tensors_note": (
-                "activation_encodings cover every tensor of the model; tensors QNN fuses away "
-                "(Conv output before BatchNorm/ReLU) carry their own range for reference and "
-                "are not quantized in fieldcal's simulation"
+                "activation_encodings cover the tensors QNN keeps after BatchNorm folding and "
+                "Conv(+BN)+ReLU/ReLU6 fusion; a fused-away tensor (Conv output before "
+                "BatchNorm/ReLU) has no encoding of its own, as in QNN"
             ),
         },
     }
 
 
-def calibration_record(view: ModelView, stats: MinMax, model_sha: str) -> dict[str, object]:
+def calibration_record(view: ModelView, stats: Statistics, model_sha: str) -> dict[str, object]:
+    """Every activation tensor of the model: the kept ones with their calibrated range, the
+    fused-away ones (Conv output before BN/ReLU) with the kept tensor QNN quantizes instead.
+    ``min_measured`` is false where the min is a ReLU's bound, 0 (``tf``/``symmetric``)."""
     kept = set(view.kept_tensors)
-    return {
-        "model_sha256": model_sha,
-        "images": stats.count,
-        "tensors": [
-            {
-                "name": t,
-                "op_type": view.producers.get(t, "Input"),
-                "kept": t in kept,
-                "quantized_at": view.fused_into.get(t, t),
-                "min": stats.range_of(t)[0],
-                "max": stats.range_of(t)[1],
-            }
-            for t in view.all_tensors
-        ],
-    }
+    exact = stats.pdfs is not None
+    rows: list[dict[str, object]] = []
+    for t in view.all_tensors:
+        row: dict[str, object] = {
+            "name": t,
+            "op_type": view.producers.get(t, "Input"),
+            "kept": t in kept,
+            "quantized_at": view.fused_into.get(t, t),
+        }
+        if t in kept:
+            lo, hi = stats.minmax.range_of(t)
+            row |= {"min": lo, "max": hi, "min_measured": exact or t not in view.nonnegative}
+        rows.append(row)
+    return {"model_sha256": model_sha, "images": stats.minmax.count, "tensors": rows}

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from pipeline import kernels
 from pipeline.quantize.encoding import Encoding, round_half_away, tf_encoding
 
 BASE_BINS = 512
@@ -113,18 +114,12 @@ def support_of(lo: float, hi: float) -> tuple[float, float]:
 
 
 def bin_counts(x: NDArray[np.floating], start: float, width: float) -> NDArray[np.int64]:
-    """Counts per bin, index = floor((x - start) / width); values outside the support are
-    dropped (libpymo keeps the support of the first non-zero batch).
-
-    In float32, in place, out-of-range values clipped into two overflow bins that are then
-    discarded: about five passes over the tensor, no float64 copy.
-    """
-    t = np.subtract(np.asarray(x, dtype=F32).ravel(), F32(start), dtype=F32)
-    t /= F32(width)
-    np.floor(t, out=t)
-    np.clip(t, -1, PDF_SIZE, out=t)
-    counts = np.bincount((t + F32(1)).astype(np.int32), minlength=PDF_SIZE + 2)
-    return counts[1 : PDF_SIZE + 1].astype(np.int64)
+    """Counts per bin, index = floor((x - start) / width) in float32; values outside the
+    support are dropped (libpymo keeps the support of the first non-zero batch). One pass,
+    no copy (:func:`pipeline.kernels.histogram`); NaNs are not counted."""
+    flat = np.ascontiguousarray(x, dtype=F32).ravel()
+    counts: NDArray[np.int64] = kernels.histogram(flat, start, width, PDF_SIZE)
+    return counts
 
 
 def _zero_data_encoding(bitwidth: int) -> Encoding:

@@ -99,7 +99,7 @@ def curves(
 ) -> list[Curve]:
     """One :class:`Curve` per group; ``evaluators[group]`` scores a draw's encodings (groups
     without evaluation images get no metric points)."""
-    names = view.all_tensors
+    names = view.kept_tensors
     rng = np.random.default_rng(seed)
     out = []
     for group, members in sorted(groups.items()):

@@ -1,0 +1,80 @@
+"""The compiled single-pass kernels against plain numpy on the same arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from pipeline import kernels
+
+FLOATS = st.floats(-1e6, 1e6, allow_nan=False, width=32)
+
+
+def _numpy_histogram(x, start, width, bins):
+    t = np.floor((x - np.float32(start)) / np.float32(width))
+    t = np.clip(t, -1, bins).astype(np.int64) + 1
+    return np.bincount(t, minlength=bins + 2)[1 : bins + 1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    x=arrays(np.float32, st.integers(1, 5000), elements=FLOATS),
+    start=st.floats(-1e3, 1e3),
+    width=st.floats(1e-4, 10),
+    bins=st.sampled_from([1, 7, 1536]),
+)
+def test_histogram_equals_numpy_floor_binning(x, start, width, bins):
+    width = float(np.float32(width))
+    np.testing.assert_array_equal(
+        kernels.histogram(x, start, width, bins), _numpy_histogram(x, start, width, bins)
+    )
+
+
+def test_histogram_on_relu_like_data_and_block_edges():
+    rng = np.random.default_rng(0)
+    for n in (2047, 2048, 2049, 100_003):  # around the kernel's block size
+        x = np.maximum(rng.standard_normal(n).astype(np.float32), 0) * 3
+        np.testing.assert_array_equal(
+            kernels.histogram(x, -0.25, 0.0123, 1536), _numpy_histogram(x, -0.25, 0.0123, 1536)
+        )
+
+
+def test_histogram_drops_nan_and_out_of_range():
+    x = np.array([np.nan, -np.inf, np.inf, -5.0, 0.0, 0.5, 99.0], np.float32)
+    np.testing.assert_array_equal(kernels.histogram(x, 0.0, 0.5, 4), [1, 1, 0, 0])
+
+
+@settings(max_examples=200, deadline=None)
+@given(x=arrays(np.float32, st.integers(1, 3000), elements=st.floats(width=32, allow_nan=False)))
+def test_minmax_equals_numpy(x):
+    lo, hi, nan = kernels.minmax(x)
+    assert (lo, hi, nan) == (float(x.min()), float(x.max()), False)
+
+
+@pytest.mark.parametrize("value", [np.nan, -np.nan])
+def test_minmax_reports_nan(value):
+    x = np.array([1.0, value, -2.0], np.float32)
+    assert kernels.minmax(x)[2] is True
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    data=arrays(np.float32, st.integers(1, 3000), elements=st.floats(-1e3, 1e3, width=32)),
+    noise=st.floats(0, 1),
+)
+def test_difference_sums_equal_float64_numpy(data, noise):
+    y = data + np.float32(noise) * np.sign(data)
+    see, syy, worst = kernels.difference_sums(data, y)
+    e = (data - y).astype(np.float64)
+    np.testing.assert_allclose(see, np.sum(e * e), rtol=1e-12, atol=1e-30)
+    np.testing.assert_allclose(syy, np.sum(y.astype(np.float64) ** 2), rtol=1e-12)
+    assert worst == float(np.abs(data - y).max())
+
+
+def test_reference_sums_count_values_outside_the_range():
+    x = np.array([-2.0, -1.0, 0.0, 1.0, 1.5, 3.0], np.float32)
+    sxx, outside = kernels.reference_sums(x, -1.0, 1.5)
+    assert outside == 2 and sxx == pytest.approx(float(np.sum(x.astype(np.float64) ** 2)))
