@@ -67,7 +67,7 @@ def main() -> None:
         images = [evaluate.EvalImage(p, p.name, "bench") for p in raws]
 
         float_runner = Runner(view.model)
-        quant_runner = Runner(build_quantized_model(view, enc, SimOptions()), "basic")
+        quant_runner = Runner(build_quantized_model(view, enc, SimOptions()))
         for runner in (float_runner, quant_runner):  # warm-up: first-call allocations
             runner.run(read_raw(raws[0], tp))
         t0 = time.perf_counter()

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from pipeline import kernels
 from pipeline.detect import DECODERS, Agreement
 from pipeline.errors import ParamsError
 from pipeline.model import ModelView, with_outputs
@@ -61,15 +62,52 @@ def cosine(sxy: float, sxx: float, syy: float) -> float:
 class Reference:
     """One image's float tensor, prepared once for every variant compared with it."""
 
-    x: NDArray[np.float32]  # flattened
+    x: NDArray[np.float32]  # flattened, contiguous
     sxx: float
     clipped: int  # elements more than half a step outside the encoding range
 
     @classmethod
     def of(cls, x: NDArray[np.float32], lo: float, hi: float) -> Reference:
-        flat = x.ravel()
-        clipped = np.count_nonzero(flat < lo) + np.count_nonzero(flat > hi)
-        return cls(flat, dot64(flat, flat), int(clipped))
+        flat = np.ascontiguousarray(x, dtype=np.float32).ravel()
+        sxx, clipped = kernels.reference_sums(flat, lo, hi)
+        return cls(flat, sxx, clipped)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One quantized tensor against its reference: the sums one pass over both gives.
+
+    Differences in float32 (exact for nearby values, else within 2^-24 relative), every sum
+    accumulated in float64 in a fixed order (:mod:`pipeline.kernels`): the same on every
+    machine, thread count and engine."""
+
+    see: float  # sum (x - y)^2
+    syy: float  # sum y^2
+    max_abs: float
+    n: int
+
+    @classmethod
+    def of(cls, ref: Reference, y: NDArray[np.float32]) -> Comparison:
+        flat = np.ascontiguousarray(y, dtype=np.float32).ravel()
+        see, syy, max_abs = kernels.difference_sums(ref.x, flat)
+        return cls(see, syy, max_abs, flat.size)
+
+
+def prepare_all(
+    xs: Mapping[str, NDArray[np.float32]],
+    ranges: Mapping[str, tuple[float, float]],
+    names: Sequence[str],
+) -> dict[str, Reference]:
+    """:meth:`Reference.of` for ``names``, tensors in parallel."""
+    refs = kernels.each(lambda t: Reference.of(xs[t], *ranges[t]), names)
+    return dict(zip(names, refs, strict=True))
+
+
+def compare_all(
+    refs: Mapping[str, Reference], ys: Mapping[str, NDArray[np.float32]], names: Sequence[str]
+) -> list[Comparison]:
+    """:meth:`Comparison.of` for ``names``, tensors in parallel, results in order."""
+    return kernels.each(lambda t: Comparison.of(refs[t], ys[t]), names)
 
 
 def dot64(a: NDArray[np.floating], b: NDArray[np.floating]) -> float:
@@ -97,22 +135,15 @@ class LayerAcc:
     worst_sqnr: float = math.inf
     worst_image: str = ""
 
-    def add(self, ref: Reference, y: NDArray[np.float32], image: str) -> None:
-        # Differences in float32 (exact for nearby values, else within 2^-24 relative), every
-        # sum accumulated in float64: half the memory traffic of float64 copies.
-        yr = y.ravel()
-        e = ref.x - yr
-        see = dot64(e, e)
-        syy = dot64(yr, yr)
-        self.n += yr.size
+    def add(self, ref: Reference, c: Comparison, image: str) -> None:
+        self.n += c.n
         self.sxx += ref.sxx
-        self.syy += syy
-        self.sxy += (ref.sxx + syy - see) / 2  # = sum(x y), without a third pass
-        self.see += see
-        if e.size:
-            self.max_abs = max(self.max_abs, float(e.max()), -float(e.min()))
+        self.syy += c.syy
+        self.sxy += (ref.sxx + c.syy - c.see) / 2  # = sum(x y), without a third sum
+        self.see += c.see
+        self.max_abs = max(self.max_abs, c.max_abs)
         self.clipped += ref.clipped
-        s = sqnr_db(ref.sxx, see)
+        s = sqnr_db(ref.sxx, c.see)
         self.images += 1
         self.sum_image_sqnr += s
         if s < self.worst_sqnr:
@@ -204,13 +235,13 @@ def run_evaluation(
             quantize_activations=v != "weights_only",
             round_mode=mode,
         )
-        runners[v] = Runner(with_outputs(build_quantized_model(view, enc, sim), names), "basic")
+        runners[v] = Runner(with_outputs(build_quantized_model(view, enc, sim), names))
     # The layerwise model carries the whole float graph beside each layer's quantized copy: its
     # float tensors are the reference, so no separate float run is needed.
     lw_names: dict[str, str] = {}
     if opts.layerwise:
         lw_model, lw_names = build_layerwise_model(view, enc, mode)
-        ref_runner = Runner(with_outputs(lw_model, names), "basic")
+        ref_runner = Runner(with_outputs(lw_model, names))
     else:
         ref_runner = Runner(with_outputs(view.model, names))
     decoder = DECODERS.get(opts.decoder)
@@ -220,7 +251,7 @@ def run_evaluation(
         x = read_raw(img.raw, tp, view.input_layout)
         ref_out = ref_runner.run(x, names + list(lw_names.values()))
         ref = {t: ref_out[t] for t in names}
-        prepared = {t: Reference.of(ref[t], *ranges[t]) for t in names}
+        prepared = prepare_all(ref, ranges, names)
         res = results.setdefault(img.scene, SceneResult())
         res.images += 1
         full_out: dict[str, NDArray[np.float32]] = {}
@@ -229,12 +260,13 @@ def run_evaluation(
             if v == "full":
                 full_out = out
             accs = res.layers.setdefault(v, {t: LayerAcc() for t in names})
-            for t in names:
-                accs[t].add(prepared[t], out[t], img.path)
+            for t, c in zip(names, compare_all(prepared, out, names), strict=True):
+                accs[t].add(prepared[t], c, img.path)
         if lw_names:
             accs = res.layers.setdefault("layerwise", {t: LayerAcc() for t in lw_names})
-            for t, lw in lw_names.items():
-                accs[t].add(prepared[t], ref_out[lw], img.path)
+            lw_out = {t: ref_out[lw] for t, lw in lw_names.items()}
+            for t, c in zip(lw_names, compare_all(prepared, lw_out, list(lw_names)), strict=True):
+                accs[t].add(prepared[t], c, img.path)
         del prepared
         for t in names:
             if t != view.input_name:
@@ -289,7 +321,7 @@ def _sensitivity(
             model = build_quantized_model(
                 view, enc, SimOptions(round_mode=mode, float_layers=float_layers)
             )
-            runner = Runner(model, "basic")
+            runner = Runner(model)
             for img in images:
                 out = runner.run(read_raw(img.raw, tp, view.input_layout))
                 accs = (
@@ -298,7 +330,7 @@ def _sensitivity(
                     .setdefault(kind, {o: LayerAcc() for o in view.outputs})
                 )
                 for o in view.outputs:
-                    accs[o].add(refs[img.raw][o], out[o], img.path)
+                    accs[o].add(refs[img.raw][o], Comparison.of(refs[img.raw][o], out[o]), img.path)
 
 
 def gate_for(scene: str, p: EvaluateParams) -> Gate:

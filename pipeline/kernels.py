@@ -18,7 +18,9 @@ use: stages that need no kernel do not pay for it.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numpy as np
@@ -26,6 +28,19 @@ from numpy.typing import NDArray
 
 LANES = 8
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="fieldcal-kern")
+
+
+def each(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """``[fn(item) for item in items]`` on every core: the kernels release the GIL, so one
+    tensor per task runs in parallel; results keep the items' order."""
+    return list(_pool().map(fn, items))
 
 
 def _jit(fn: F) -> F:

@@ -5,14 +5,15 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.evaluate import LayerAcc, Reference, cosine, sqnr_db
+from pipeline.evaluate import Comparison, LayerAcc, Reference, cosine, sqnr_db
 
 
 def test_sqnr_reference_definition():
     x = np.array([3.0, 4.0], np.float32)  # ||x||^2 = 25
     y = np.array([3.0, 3.0], np.float32)  # ||x-y||^2 = 1
     acc = LayerAcc()
-    acc.add(Reference.of(x, -10, 10), y, "img")
+    ref = Reference.of(x, -10, 10)
+    acc.add(ref, Comparison.of(ref, y), "img")
     assert acc.sqnr("golden") == pytest.approx(10 * math.log10(25))
     assert acc.sqnr("inference") == pytest.approx(10 * math.log10(18))
     assert acc.summary("golden")["cosine"] == pytest.approx(21 / (5 * math.sqrt(18)))
@@ -36,7 +37,8 @@ def test_pooled_sqnr_equals_concatenation_and_tracks_worst_image():
     ]
     acc = LayerAcc()
     for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
-        acc.add(Reference.of(x, -1.0, 1.0), y, f"img{i}")
+        ref = Reference.of(x, -1.0, 1.0)
+        acc.add(ref, Comparison.of(ref, y), f"img{i}")
     X, Y = np.concatenate(xs).astype(np.float64), np.concatenate(ys).astype(np.float64)
     assert acc.sqnr() == pytest.approx(10 * math.log10((X @ X) / ((X - Y) @ (X - Y))))
     assert acc.worst_image == "img1"

@@ -24,11 +24,8 @@ Memory is bounded by one batch of activations, never by the number of images.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,11 +56,6 @@ from pipeline.runtime import Runner
 from pipeline.tensors import read_raw
 
 STATS_VERSION = "3"
-
-
-@functools.cache
-def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="fieldcal-stat")
 
 
 HISTOGRAM_MODES = ("enhanced", "percentile")
@@ -342,7 +334,7 @@ class _Histograms:
                 entry[t, :PDF_SIZE] = kernels.histogram(x, start, width, PDF_SIZE)
             entry[t, PDF_SIZE + 1 :] = self.supports[t].view(np.int64)
 
-        list(_pool().map(one, range(len(names))))
+        kernels.each(one, range(len(names)))
         return mm, entry
 
     def add(self, i: int, entry: NDArray[np.int64]) -> None:
