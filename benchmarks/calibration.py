@@ -7,7 +7,9 @@ Baseline ("floor"): plain float inference of the same images with onnxruntime, g
 optimisations on, the model's own outputs only. Every method runs in a fresh process over the
 same .raw tensors (derived from the demo photographs: seeded crops resized to 640x480, fed one
 image per call); the table prints wall time and peak RSS, and each as a ratio to the floor at
-the same N, measured in the same run.
+the same N, measured in the same run. Shared VMs drift by tens of percent within minutes, so
+the methods run in rounds (``--repeat``, default 3: floor, tf, hist, ... then again) and each
+keeps its fastest round; peak RSS is the largest over the rounds.
 
 Methods:
 * ``fieldcal tf``: min/max of every tensor (``tf``/``symmetric`` encodings);
@@ -116,6 +118,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--n", type=int, action="append", help="image counts (default 64 and 256)")
     ap.add_argument("--ort-percentile-max", type=int, default=64)
+    ap.add_argument("--repeat", type=int, default=3, help="rounds; each method keeps its best")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--raws", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -130,24 +133,35 @@ def main() -> None:
         results: dict[tuple[str, int], dict[str, float]] = {}
         failed: dict[tuple[str, int], str] = {}
         for n in counts:
-            for method in METHODS:
-                if method == "ort Percentile" and n > args.ort_percentile_max:
-                    continue
-                proc = subprocess.run(
-                    [sys.executable, __file__, "--one", method, "--n", str(n), "--raws", tmp],
-                    capture_output=True,
-                    text=True,
-                    check=False,
-                )
-                if proc.returncode != 0:  # onnxruntime's Percentile is killed for memory here
-                    why = "killed (out of memory)" if proc.returncode == -9 else proc.stderr[-300:]
-                    failed[(method, n)] = why
-                    print(f"  {method} N={n}: {why}", file=sys.stderr)
-                    continue
-                results[(method, n)] = json.loads(proc.stdout.strip().splitlines()[-1])
-                print(f"  measured {method} N={n}: {results[(method, n)]}", file=sys.stderr)
+            for _ in range(args.repeat):
+                for method in METHODS:
+                    if method == "ort Percentile" and n > args.ort_percentile_max:
+                        continue
+                    if (method, n) in failed:
+                        continue
+                    proc = subprocess.run(
+                        [sys.executable, __file__, "--one", method, "--n", str(n), "--raws", tmp],
+                        capture_output=True,
+                        text=True,
+                        check=False,
+                    )
+                    if proc.returncode != 0:  # onnxruntime's Percentile is killed for memory
+                        why = (
+                            "killed (out of memory)"
+                            if proc.returncode == -9
+                            else proc.stderr[-300:]
+                        )
+                        failed[(method, n)] = why
+                        print(f"  {method} N={n}: {why}", file=sys.stderr)
+                        continue
+                    got = json.loads(proc.stdout.strip().splitlines()[-1])
+                    print(f"  measured {method} N={n}: {got}", file=sys.stderr)
+                    best = results.setdefault((method, n), got)
+                    best["wall_s"] = min(best["wall_s"], got["wall_s"])
+                    best["peak_rss_mb"] = max(best["peak_rss_mb"], got["peak_rss_mb"])
     print(
-        f"\nCalibration, CenterFace {W}x{H}, baseline = floor (plain float inference), same run\n"
+        f"\nCalibration, CenterFace {W}x{H}, baseline = floor (plain float inference), same run, "
+        f"best of {args.repeat} rounds\n"
     )
     print("| method | N | wall s | x floor | peak RSS MB | x floor |")
     print("|---|---:|---:|---:|---:|---:|")
