@@ -16,7 +16,8 @@ stage runs it, every kept tensor compared, in four configurations:
   bounds).
 
 Encodings come from ``tf`` calibration over the same images. Target (issue 4): the default
-configuration without the sweep at most 3x the floor.
+configuration without the sweep at most 3x the floor. Shared VMs drift by tens of percent
+within minutes, so everything runs in rounds (``--repeat``, default 3) and keeps its fastest.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=32, help="evaluation images")
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--width", type=int, default=640)
+    ap.add_argument("--repeat", type=int, default=3, help="rounds; each keeps its best")
     args = ap.parse_args()
 
     from pipeline import evaluate, model
@@ -70,26 +72,29 @@ def main() -> None:
         quant_runner = Runner(build_quantized_model(view, enc, SimOptions()))
         for runner in (float_runner, quant_runner):  # warm-up: first-call allocations
             runner.run(read_raw(raws[0], tp))
-        t0 = time.perf_counter()
-        for p in raws:
-            x = read_raw(p, tp)
-            float_runner.run(x)
-            quant_runner.run(x)
-        floor = time.perf_counter() - t0
-        print(f"  floor: {floor:.2f} s", file=sys.stderr)
-
-        rows = []
-        for name, cfg in CONFIGS.items():
-            opts = evaluate.EvalOptions(decoder="centerface", **cfg)  # type: ignore[arg-type]
+        best: dict[str, float] = {}
+        for _ in range(args.repeat):
             t0 = time.perf_counter()
-            evaluate.run_evaluation(view, enc, images, tp, opts)
+            for p in raws:
+                x = read_raw(p, tp)
+                float_runner.run(x)
+                quant_runner.run(x)
             wall = time.perf_counter() - t0
-            rows.append((name, wall))
-            print(f"  {name}: {wall:.2f} s", file=sys.stderr)
+            best["floor"] = min(best.get("floor", wall), wall)
+            print(f"  floor: {wall:.2f} s", file=sys.stderr)
+            for name, cfg in CONFIGS.items():
+                opts = evaluate.EvalOptions(decoder="centerface", **cfg)  # type: ignore[arg-type]
+                t0 = time.perf_counter()
+                evaluate.run_evaluation(view, enc, images, tp, opts)
+                wall = time.perf_counter() - t0
+                best[name] = min(best.get(name, wall), wall)
+                print(f"  {name}: {wall:.2f} s", file=sys.stderr)
+        floor = best["floor"]
+        rows = [(name, best[name]) for name in CONFIGS]
 
     print(
         f"\nEvaluation, CenterFace {args.width}x{args.height}, {args.n} images; baseline = one "
-        "float + one quantized pass, same run\n"
+        f"float + one quantized pass, same run, best of {args.repeat} rounds\n"
     )
     print("| configuration | wall s | x floor |")
     print("|---|---:|---:|")
