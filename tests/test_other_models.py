@@ -140,3 +140,40 @@ def test_nan_activation_is_a_clear_error_naming_the_tensor(tmp_path, histograms)
 
     with pytest.raises(DataError, match=r"tensor 'logx' contains NaN"):
         calibrate.collect(v, [raw], tp, "s" * 64, None, histograms=histograms)
+
+
+def test_histograms_when_a_tensor_is_all_zero_on_the_first_images(tmp_path):
+    """libpymo fixes a tensor's histogram support on the first image where it is not all zero.
+    Here ``r = Relu(x - 10)`` is zero on dark images: adding a bright one decides its support;
+    cached and fresh runs agree bit for bit and only new images run."""
+    g = helper.make_graph(
+        [
+            helper.make_node("Sub", ["x", "ten"], ["d"]),
+            helper.make_node("Relu", ["d"], ["r"]),
+            helper.make_node("Add", ["x", "r"], ["y"]),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [_init("ten", np.array(10.0))],
+    )
+    v = model.analyze(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
+    tp = TensorsParams(height=8, width=8, layout="NCHW")
+    rng = np.random.default_rng(0)
+    raws = []
+    for i, peak in enumerate([5.0, 6.0, 20.0, 15.0]):  # dark, dark, bright, bright
+        raws.append(tmp_path / f"{i}.raw")
+        write_raw(raws[-1], rng.uniform(0, peak, (1, 3, 8, 8)).astype(np.float32))
+    cache = tmp_path / "cache"
+    first = calibrate.collect(v, raws[:2], tp, "s" * 64, cache, histograms=True)
+    assert first.pdfs is not None and first.pdfs["r"].iterations == 0  # no support yet
+    again = calibrate.collect(v, raws, tp, "s" * 64, cache, histograms=True)
+    assert (again.images_run, again.images_cached) == (2, 2)
+    fresh = calibrate.collect(v, raws, tp, "s" * 64, None, histograms=True)
+    assert again.pdfs is not None and fresh.pdfs is not None
+    assert again.pdfs["r"].iterations == 2  # from the first bright image on
+    for name in v.kept_tensors:
+        np.testing.assert_array_equal(again.pdfs[name].pdf, fresh.pdfs[name].pdf)
+        assert again.pdfs[name].x_left is not None
+    # the dark images first, then the bright ones: nothing new runs
+    assert calibrate.collect(v, raws, tp, "s" * 64, cache, histograms=True).images_run == 0
