@@ -268,9 +268,10 @@ def run_evaluation(
             for t, c in zip(lw_names, compare_all(prepared, lw_out, list(lw_names)), strict=True):
                 accs[t].add(prepared[t], c, img.path)
         del prepared
-        for t in names:
-            if t != view.input_name:
-                res.tail.setdefault(t, []).append(_tail_ratio(ref[t]))
+        inner = [t for t in names if t != view.input_name]
+        tails = kernels.each(_tail_ratio, [ref[t] for t in inner])
+        for t, tail in zip(inner, tails, strict=True):
+            res.tail.setdefault(t, []).append(tail)
         if decoder is not None:
             fn, needed = decoder
             if all(k in ref for k in needed):
