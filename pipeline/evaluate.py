@@ -92,6 +92,19 @@ class Comparison:
         see, syy, max_abs = kernels.difference_sums(ref.x, flat)
         return cls(see, syy, max_abs, flat.size)
 
+    @classmethod
+    def of_unquantized(
+        cls, ref: Reference, y: NDArray[np.float32], e: Encoding, mode: RoundMode
+    ) -> Comparison:
+        """Against ``y`` fake-quantized with ``e`` as the simulation graph would (same float32
+        operations), applied inside the comparison pass."""
+        flat = np.ascontiguousarray(y, dtype=np.float32).ravel()
+        shift = -float(e.offset) if mode == "half_even" else 0.5 - e.offset
+        see, syy, max_abs = kernels.fake_quant_difference_sums(
+            ref.x, flat, e.min, e.max, e.scale, shift, float(e.offset), mode == "half_even"
+        )
+        return cls(see, syy, max_abs, flat.size)
+
 
 def prepare_all(
     xs: Mapping[str, NDArray[np.float32]],
@@ -104,10 +117,19 @@ def prepare_all(
 
 
 def compare_all(
-    refs: Mapping[str, Reference], ys: Mapping[str, NDArray[np.float32]], names: Sequence[str]
+    refs: Mapping[str, Reference],
+    ys: Mapping[str, NDArray[np.float32]],
+    names: Sequence[str],
+    fake_quant: Mapping[str, Encoding] | None = None,
+    mode: RoundMode = "half_away",
 ) -> list[Comparison]:
-    """:meth:`Comparison.of` for ``names``, tensors in parallel, results in order."""
-    return kernels.each(lambda t: Comparison.of(refs[t], ys[t]), names)
+    """:meth:`Comparison.of` for ``names`` (with ``fake_quant``: each ``y`` fake-quantized
+    with its encoding first, :meth:`Comparison.of_unquantized`), tensors in parallel, results
+    in order."""
+    if fake_quant is None:
+        return kernels.each(lambda t: Comparison.of(refs[t], ys[t]), names)
+    encs = fake_quant
+    return kernels.each(lambda t: Comparison.of_unquantized(refs[t], ys[t], encs[t], mode), names)
 
 
 def dot64(a: NDArray[np.floating], b: NDArray[np.floating]) -> float:
@@ -240,7 +262,7 @@ def run_evaluation(
     # float tensors are the reference, so no separate float run is needed.
     lw_names: dict[str, str] = {}
     if opts.layerwise:
-        lw_model, lw_names = build_layerwise_model(view, enc, mode)
+        lw_model, lw_names = build_layerwise_model(view, enc, mode, quantize_outputs=False)
         ref_runner = Runner(with_outputs(lw_model, names))
     else:
         ref_runner = Runner(with_outputs(view.model, names))
@@ -265,7 +287,8 @@ def run_evaluation(
         if lw_names:
             accs = res.layers.setdefault("layerwise", {t: LayerAcc() for t in lw_names})
             lw_out = {t: ref_out[lw] for t, lw in lw_names.items()}
-            for t, c in zip(lw_names, compare_all(prepared, lw_out, list(lw_names)), strict=True):
+            lw_cmp = compare_all(prepared, lw_out, list(lw_names), enc.activations, mode)
+            for t, c in zip(lw_names, lw_cmp, strict=True):
                 accs[t].add(prepared[t], c, img.path)
         del prepared
         inner = [t for t in names if t != view.input_name]

@@ -173,3 +173,47 @@ def difference_sums(x: NDArray[np.float32], y: NDArray[np.float32]) -> tuple[flo
         if abs(e) > worst[0]:
             worst[0] = abs(e)
     return float(see.sum()), float(syy.sum()), float(worst.max())
+
+
+@_jit
+def fake_quant_difference_sums(
+    x: NDArray[np.float32],
+    y: NDArray[np.float32],
+    lo: float,
+    hi: float,
+    scale: float,
+    shift: float,
+    offset: float,
+    half_even: bool,
+) -> tuple[float, float, float]:
+    """:func:`difference_sums` of ``x`` and fake-quantized ``y``, the fake-quant applied on the
+    fly with the float32 operations, in the order, of the graph's chain
+    (:func:`pipeline.quantize.simulate._fq_nodes`): ``clip(y, lo, hi) / scale + shift``, then
+    ``floor`` (``shift = 0.5 - offset``, half away) or round-half-even (``shift = -offset``),
+    ``+ offset``, ``* scale``. Saves the graph one fake-quant chain per compared tensor."""
+    a = np.float32(lo)
+    b = np.float32(hi)
+    s = np.float32(scale)
+    h = np.float32(shift)
+    o = np.float32(offset)
+    see = np.zeros(LANES)
+    syy = np.zeros(LANES)
+    worst = np.zeros(LANES, np.float32)
+    n = x.size
+    for i in range(n):
+        k = i & (LANES - 1)
+        c = y[i]
+        c = a if c < a else c
+        c = b if c > b else c
+        t = c / s + h
+        q = np.float32(np.rint(t)) if half_even else np.float32(np.floor(t))
+        yq = (q + o) * s
+        e = x[i] - yq
+        d = np.float64(e)
+        f = np.float64(yq)
+        see[k] += d * d
+        syy[k] += f * f
+        m = abs(e)
+        if m > worst[k]:
+            worst[k] = m
+    return float(see.sum()), float(syy.sum()), float(worst.max())

@@ -78,3 +78,36 @@ def test_reference_sums_count_values_outside_the_range():
     x = np.array([-2.0, -1.0, 0.0, 1.0, 1.5, 3.0], np.float32)
     sxx, outside = kernels.reference_sums(x, -1.0, 1.5)
     assert outside == 2 and sxx == pytest.approx(float(np.sum(x.astype(np.float64) ** 2)))
+
+
+@pytest.mark.parametrize("mode", ["half_away", "half_even"])
+def test_fake_quant_in_the_kernel_equals_the_graph_chain(mode):
+    """Layerwise outputs are fake-quantized inside the comparison pass; bit for bit what the
+    simulation graph's chain gives on onnxruntime."""
+    from onnx import TensorProto, helper
+
+    from pipeline.evaluate import Comparison, Reference
+    from pipeline.quantize.encoding import tf_encoding
+    from pipeline.quantize.simulate import _fq_nodes
+    from pipeline.runtime import Runner
+
+    e = tf_encoding(-1.3, 2.7)
+    inits: list = []
+    nodes = _fq_nodes("y", "yq", e, mode, inits)
+    g = helper.make_graph(
+        nodes,
+        "fq",
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 64, 64])],
+        [helper.make_tensor_value_info("yq", TensorProto.FLOAT, [1, 4, 64, 64])],
+        inits,
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    rng = np.random.default_rng(3)
+    y = rng.uniform(-2, 3.5, (1, 4, 64, 64)).astype(np.float32)
+    y.flat[:50] = (np.arange(50) - 20 + 0.5 - e.offset) * np.float32(e.scale)  # near ties
+    x = y + rng.normal(0, 0.01, y.shape).astype(np.float32)
+    yq = Runner(m).run(y)["yq"]
+    ref = Reference.of(x, e.min, e.max)
+    graph = Comparison.of(ref, yq)
+    fused = Comparison.of_unquantized(ref, y, e, mode)
+    assert fused == graph

@@ -225,12 +225,19 @@ def _toposort(
 
 
 def build_layerwise_model(
-    view: ModelView, enc: Encodings, round_mode: RoundMode = "half_away"
+    view: ModelView,
+    enc: Encodings,
+    round_mode: RoundMode = "half_away",
+    quantize_outputs: bool = True,
 ) -> tuple[onnx.ModelProto, dict[str, str]]:
     """Float model plus, for every kept tensor, its producer fed *float* inputs (spec §8.3,
     QNN's "layerwise"): each fused group (Conv[+BN]+ReLU, Add, Sigmoid ...) is cloned with
     quantized weights, its activation inputs fake-quantized from the float tensors and its
     output fake-quantized. One run gives every layer's own error, free of upstream error.
+
+    ``quantize_outputs=False`` leaves the clones' outputs unquantized, for a consumer that
+    applies the output's fake-quant itself (evaluate does, inside its comparison pass:
+    :func:`pipeline.kernels.fake_quant_difference_sums`); nothing in the graph reads them.
 
     Returns the model and {kept tensor: name of its layerwise output}.
     """
@@ -290,7 +297,9 @@ def build_layerwise_model(
         new_nodes.append(clone)
         if node.output[0] == group:
             e = enc.activations.get(group)
-            if e is not None:
+            if e is not None and not quantize_outputs:
+                outputs[group] = f"{group}__lw"
+            elif e is not None:
                 new_nodes.extend(
                     _fq_nodes(f"{group}__lw", f"{group}__lwq", e, round_mode, new_inits)
                 )
