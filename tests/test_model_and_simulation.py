@@ -196,3 +196,21 @@ def test_in_graph_ranges_equal_exact_statistics(centerface_view, photos, tmp_pat
         a = calibrate.compute_encodings(view, ranges, qp).activations
         b = calibrate.compute_encodings(view, exact, qp).activations
         assert a == b
+
+
+@pytest.mark.parametrize("histograms", [False, True])
+def test_batched_calibration_equals_one_image_at_a_time(
+    centerface_view, photos, tmp_path, histograms
+):
+    tp = TensorsParams(height=64, width=96)
+    raws = []
+    for i in range(3):
+        raws.append(tmp_path / f"{i}.raw")
+        write_raw(raws[-1], preprocess(Image.open(photos[i]), tp))
+    one = calibrate.collect(centerface_view, raws, tp, "m" * 64, None, histograms, batch_size=1)
+    two = calibrate.collect(centerface_view, raws, tp, "m" * 64, None, histograms, batch_size=2)
+    np.testing.assert_array_equal(one.per_image, two.per_image)
+    if histograms:
+        assert one.pdfs is not None and two.pdfs is not None
+        for name in centerface_view.kept_tensors:
+            np.testing.assert_array_equal(one.pdfs[name].pdf, two.pdfs[name].pdf)

@@ -25,7 +25,7 @@ Memory is bounded by one batch of activations, never by the number of images.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,6 +126,15 @@ def _nan_error(name: str, raw: Path) -> DataError:
     )
 
 
+def _batches(
+    view: ModelView, raws: Sequence[Path], todo: Sequence[int], tp: TensorsParams, size: int
+) -> Iterator[tuple[Sequence[int], NDArray[np.float32]]]:
+    """(image indices, their stacked input tensor) for ``todo`` in batches of ``size``."""
+    for start in range(0, len(todo), size):
+        chunk = todo[start : start + size]
+        yield chunk, np.concatenate([read_raw(raws[i], tp, view.input_layout) for i in chunk])
+
+
 def _run_ranges(
     view: ModelView,
     raws: Sequence[Path],
@@ -140,9 +149,7 @@ def _run_ranges(
     names = view.kept_tensors
     reduced, outs = with_range_outputs(view.model, names, view.nonnegative, view.ranks)
     runner = Runner(reduced)
-    for start in range(0, len(todo), batch_size):
-        chunk = todo[start : start + batch_size]
-        x = np.concatenate([read_raw(raws[i], tp, view.input_layout) for i in chunk])
+    for chunk, x in _batches(view, raws, todo, tp, batch_size):
         values = runner.run(x, outs)
         for b, i in enumerate(chunk):
             mins = np.array(
@@ -169,9 +176,7 @@ def _run_activations(
         return
     names = view.kept_tensors
     runner = Runner(with_outputs(view.model, names))
-    for start in range(0, len(todo), batch_size):
-        chunk = todo[start : start + batch_size]
-        x = np.concatenate([read_raw(raws[i], tp, view.input_layout) for i in chunk])
+    for chunk, x in _batches(view, raws, todo, tp, batch_size):
         values = runner.run(x, names)
         for b, i in enumerate(chunk):
             consume(i, [np.ascontiguousarray(values[t][b]).ravel() for t in names])
