@@ -209,3 +209,31 @@ def test_encodings_diff_cli(tmp_path, calibrated):
     assert d["changes"][0]["tensor"] == name and d["changes"][0]["scale_change"] == pytest.approx(
         0.5
     )
+
+
+def test_metrics_do_not_depend_on_thread_counts(centerface_view, calibrated, monkeypatch):
+    """Sums run in a fixed order inside each kernel and tensors are only spread across threads,
+    so one thread (onnxruntime and kernels) gives the same bytes as every core."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline import kernels
+
+    tp, raws, enc = calibrated
+    images = [evaluate.EvalImage(r, f"img{i}", "day") for i, r in enumerate(raws[:2])]
+    opts = evaluate.EvalOptions(attribution=True, layerwise=True)
+
+    def summaries() -> str:
+        res = evaluate.run_evaluation(centerface_view, enc, images, tp, opts)["day"]
+        return json.dumps(
+            {
+                v: {t: a.summary("golden") for t, a in accs.items()}
+                for v, accs in res.layers.items()
+            },
+            sort_keys=True,
+        )
+
+    many = summaries()
+    monkeypatch.setenv("FIELDCAL_THREADS", "1")
+    with ThreadPoolExecutor(max_workers=1) as one:
+        monkeypatch.setattr(kernels, "_pool", lambda: one)
+        assert summaries() == many
