@@ -32,13 +32,21 @@ from PIL import Image
 
 from pipeline import engine
 from pipeline.atomic import write_json
-from pipeline.evaluate import dot64
 from pipeline.model import ModelView, with_outputs
 from pipeline.params import ComputeParams, CoverageParams, PathsParams, TensorsParams
 from pipeline.quantize.encoding import Encoding, dequantize, quantize
 from pipeline.quantize.simulate import Encodings
 from pipeline.runtime import Runner
 from pipeline.tensors import preprocess, to_layout
+
+
+def dot64(a: NDArray[np.floating], b: NDArray[np.floating]) -> float:
+    """sum(a * b) accumulated in float64 (einsum casts in its buffers: no float64 copies).
+
+    Not BLAS: BLAS splits sums by its thread count, so results would depend on the machine
+    and on the engine (Dask workers run BLAS single-threaded).
+    """
+    return float(np.einsum("i,i->", a, b, dtype=np.float64))
 
 
 @dataclass

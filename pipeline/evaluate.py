@@ -132,15 +132,6 @@ def compare_all(
     return kernels.each(lambda t: Comparison.of_unquantized(refs[t], ys[t], encs[t], mode), names)
 
 
-def dot64(a: NDArray[np.floating], b: NDArray[np.floating]) -> float:
-    """sum(a * b) accumulated in float64 (einsum casts in its buffers: no float64 copies).
-
-    Not BLAS: BLAS splits sums by its thread count, so results would depend on the machine
-    and on the engine (Dask workers run BLAS single-threaded).
-    """
-    return float(np.einsum("i,i->", a, b, dtype=np.float64))
-
-
 @dataclass
 class LayerAcc:
     """Running float64 sums for one tensor over a scene's images."""
