@@ -46,6 +46,11 @@ class Runner:
     def run(
         self, x_nchw: NDArray[np.float32], names: Sequence[str] | None = None
     ) -> dict[str, NDArray[np.float32]]:
+        """Outputs by name. They are views of onnxruntime's own output buffers (``OrtValue.numpy``
+        shares memory and keeps the buffer alive), not copies: ``session.run`` would copy every
+        output once more, which for a model exposing all its activations doubles the memory
+        they take and adds a pass over them."""
         wanted = list(names) if names is not None else self.output_names
-        values = self.session.run(wanted, {self.input_name: x_nchw})
-        return dict(zip(wanted, values, strict=True))
+        feed = {self.input_name: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(x_nchw))}
+        values = self.session.run_with_ort_values(wanted, feed)
+        return {name: v.numpy() for name, v in zip(wanted, values, strict=True)}
