@@ -60,7 +60,7 @@ def cosine(sxy: float, sxx: float, syy: float) -> float:
 
 @dataclass(frozen=True)
 class Reference:
-    """One image's float tensor, prepared once for every variant compared with it."""
+    """One image's float tensor and its own sums, shared by every variant compared with it."""
 
     x: NDArray[np.float32]  # flattened, contiguous
     sxx: float
@@ -69,8 +69,8 @@ class Reference:
     @classmethod
     def of(cls, x: NDArray[np.float32], lo: float, hi: float) -> Reference:
         flat = np.ascontiguousarray(x, dtype=np.float32).ravel()
-        sxx, clipped = kernels.reference_sums(flat, lo, hi)
-        return cls(flat, sxx, clipped)
+        c = kernels.compare(flat, lo, hi)
+        return cls(flat, c.sxx, c.outside)
 
 
 @dataclass(frozen=True)
@@ -87,49 +87,53 @@ class Comparison:
     n: int
 
     @classmethod
-    def of(cls, ref: Reference, y: NDArray[np.float32]) -> Comparison:
-        flat = np.ascontiguousarray(y, dtype=np.float32).ravel()
-        see, syy, max_abs = kernels.difference_sums(ref.x, flat)
-        return cls(see, syy, max_abs, flat.size)
-
-    @classmethod
-    def of_unquantized(
-        cls, ref: Reference, y: NDArray[np.float32], e: Encoding, mode: RoundMode
+    def of(
+        cls, ref: Reference, y: NDArray[np.float32], fake_quant: kernels.FakeQuant | None = None
     ) -> Comparison:
-        """Against ``y`` fake-quantized with ``e`` as the simulation graph would (same float32
-        operations), applied inside the comparison pass."""
+        """Against ``y``; with ``fake_quant``, against ``y`` fake-quantized as the simulation
+        graph would (same float32 operations), applied inside the comparison pass."""
         flat = np.ascontiguousarray(y, dtype=np.float32).ravel()
-        shift = -float(e.offset) if mode == "half_even" else 0.5 - e.offset
-        see, syy, max_abs = kernels.fake_quant_difference_sums(
-            ref.x, flat, e.min, e.max, e.scale, shift, float(e.offset), mode == "half_even"
-        )
-        return cls(see, syy, max_abs, flat.size)
+        s = kernels.compare(ref.x, 0.0, 0.0, [flat], [fake_quant]).sums[0]
+        return cls(s.see, s.syy, s.max_abs, flat.size)
 
 
-def prepare_all(
+def fake_quant_of(e: Encoding, mode: RoundMode) -> kernels.FakeQuant:
+    return kernels.FakeQuant(e.min, e.max, e.scale, float(e.offset), mode == "half_even")
+
+
+@dataclass(frozen=True)
+class TensorResult:
+    """One kept tensor of one image: its reference, each variant's comparison, its tail."""
+
+    ref: Reference
+    variants: dict[str, Comparison]
+    tail: float
+
+
+def compare_image(
     xs: Mapping[str, NDArray[np.float32]],
     ranges: Mapping[str, tuple[float, float]],
     names: Sequence[str],
-) -> dict[str, Reference]:
-    """:meth:`Reference.of` for ``names``, tensors in parallel."""
-    refs = kernels.each(lambda t: Reference.of(xs[t], *ranges[t]), names)
-    return dict(zip(names, refs, strict=True))
+    variants: Mapping[str, Mapping[str, NDArray[np.float32]]],
+    fake_quant: Mapping[str, Mapping[str, kernels.FakeQuant]] | None = None,
+) -> list[TensorResult]:
+    """Every variant's tensors against the float ones, in one pass per tensor
+    (:func:`pipeline.kernels.compare`: each float tensor read once, each variant's once),
+    tensors in parallel, results in ``names`` order. A variant covers the tensors it has;
+    ``fake_quant[variant][tensor]``, where given, is applied to that variant's tensor first."""
+    fq = fake_quant or {}
 
+    def one(t: str) -> TensorResult:
+        x = np.ascontiguousarray(xs[t], dtype=np.float32).ravel()
+        which = [v for v, ys in variants.items() if t in ys]
+        ys = [np.ascontiguousarray(variants[v][t], dtype=np.float32).ravel() for v in which]
+        c = kernels.compare(x, *ranges[t], ys, [fq.get(v, {}).get(t) for v in which])
+        comparisons = {
+            v: Comparison(s.see, s.syy, s.max_abs, x.size) for v, s in zip(which, c.sums, strict=True)
+        }
+        return TensorResult(Reference(x, c.sxx, c.outside), comparisons, _tail_ratio(x, c.peak))
 
-def compare_all(
-    refs: Mapping[str, Reference],
-    ys: Mapping[str, NDArray[np.float32]],
-    names: Sequence[str],
-    fake_quant: Mapping[str, Encoding] | None = None,
-    mode: RoundMode = "half_away",
-) -> list[Comparison]:
-    """:meth:`Comparison.of` for ``names`` (with ``fake_quant``: each ``y`` fake-quantized
-    with its encoding first, :meth:`Comparison.of_unquantized`), tensors in parallel, results
-    in order."""
-    if fake_quant is None:
-        return kernels.each(lambda t: Comparison.of(refs[t], ys[t]), names)
-    encs = fake_quant
-    return kernels.each(lambda t: Comparison.of_unquantized(refs[t], ys[t], encs[t], mode), names)
+    return kernels.each(one, names)
 
 
 @dataclass
@@ -214,14 +218,12 @@ def clip_bounds(e: Encoding) -> tuple[float, float]:
     return e.min - e.scale / 2, e.max + e.scale / 2
 
 
-def _tail_ratio(x: NDArray[np.float32]) -> float:
+def _tail_ratio(x: NDArray[np.float32], peak: float) -> float:
     """quantile(|x|, 0.9999) / max|x| on a fixed stride of at most ~131k samples (an estimate
-    for the advice on long tails, not a metric)."""
-    flat = x.ravel()
-    peak = max(float(flat.max()), -float(flat.min())) if flat.size else 0.0
-    if peak == 0.0:
+    for the advice on long tails, not a metric); ``peak`` is max |x|."""
+    if peak == 0.0 or not x.size:
         return 1.0
-    sample = np.abs(flat[:: max(1, flat.size // 65_536)])
+    sample = np.abs(x[:: max(1, x.size // 65_536)])
     return float(np.quantile(sample, 0.9999)) / peak
 
 
@@ -260,41 +262,36 @@ def run_evaluation(
     decoder = DECODERS.get(opts.decoder)
     ranges = {t: clip_bounds(enc.activations[t]) for t in names}
     results: dict[str, SceneResult] = {}
+    lw_fq = {"layerwise": {t: fake_quant_of(enc.activations[t], mode) for t in lw_names}}
+    inner = set(names) - {view.input_name}
     for img in images:
         x = read_raw(img.raw, tp, view.input_layout)
         ref_out = ref_runner.run(x, names + list(lw_names.values()))
         ref = {t: ref_out[t] for t in names}
-        prepared = prepare_all(ref, ranges, names)
+        outs = {v: runner.run(x, names) for v, runner in runners.items()}
+        if lw_names:
+            outs["layerwise"] = {t: ref_out[lw] for t, lw in lw_names.items()}
         res = results.setdefault(img.scene, SceneResult())
         res.images += 1
-        full_out: dict[str, NDArray[np.float32]] = {}
-        for v, runner in runners.items():
-            out = runner.run(x, names)
-            if v == "full":
-                full_out = out
-            accs = res.layers.setdefault(v, {t: LayerAcc() for t in names})
-            for t, c in zip(names, compare_all(prepared, out, names), strict=True):
-                accs[t].add(prepared[t], c, img.path)
-        if lw_names:
-            accs = res.layers.setdefault("layerwise", {t: LayerAcc() for t in lw_names})
-            lw_out = {t: ref_out[lw] for t, lw in lw_names.items()}
-            lw_cmp = compare_all(prepared, lw_out, list(lw_names), enc.activations, mode)
-            for t, c in zip(lw_names, lw_cmp, strict=True):
-                accs[t].add(prepared[t], c, img.path)
-        del prepared
-        inner = [t for t in names if t != view.input_name]
-        tails = kernels.each(_tail_ratio, [ref[t] for t in inner])
-        for t, tail in zip(inner, tails, strict=True):
-            res.tail.setdefault(t, []).append(tail)
+        for v in outs:
+            res.layers.setdefault(v, {t: LayerAcc() for t in outs[v]})
+        tensors = compare_image(ref, ranges, names, outs, lw_fq)
+        for t, tr in zip(names, tensors, strict=True):
+            for v, c in tr.variants.items():
+                res.layers[v][t].add(tr.ref, c, img.path)
+            if t in inner:
+                res.tail.setdefault(t, []).append(tr.tail)
+        del tensors
         if decoder is not None:
             fn, needed = decoder
             if all(k in ref for k in needed):
                 res.detections = res.detections or Agreement()
                 res.detections.add(
                     fn({k: ref[k][0] for k in needed}, opts.detection_threshold),
-                    fn({k: full_out[k][0] for k in needed}, opts.detection_threshold),
+                    fn({k: outs["full"][k][0] for k in needed}, opts.detection_threshold),
                     img.path,
                 )
+        del outs, ref, ref_out
         if progress:
             progress(1)
     if opts.sensitivity_layers:

@@ -1,35 +1,45 @@
-"""Single-pass reductions over activation tensors, compiled with numba.
+"""Single-pass reductions over activation tensors, in C (``pipeline/_kernels.c``).
 
 Calibration and evaluation read every activation of every image; numpy needs one pass (and
 often a temporary) per quantity, and its ``bincount`` alone costs more than the model. Each
 kernel here reads its tensors once and computes everything the caller needs from them.
 
+The C file is compiled when the package is installed (``setup.py``) and loaded with ctypes,
+which releases the GIL for the call: callers run one tensor per task on every core
+(:func:`each`). Plain C rather than a JIT keeps the process small: numba's LLVM took about
+105 MB of resident memory, as much as half of a calibration run's budget over the float model.
+
 Every kernel is deterministic and independent of the number of threads: sums run in a fixed
-order over eight fixed lanes (so the compiler can vectorise without reassociating), counts are
-integers, and callers parallelise across tensors, never inside one. Arithmetic that must match
-a reference (the histogram's bin index, libpymo's ``floor((x - start) / width)`` in float32) is
-written in the same precision and order; no fast-math.
+order over eight fixed lanes, counts are integers, and callers parallelise across tensors,
+never inside one. Arithmetic that must match a reference (the histogram's bin index, libpymo's
+``floor((x - start) / width)`` in float32; the simulation graph's fake-quant chain) is written
+in the same precision and order, compiled without fast-math or fused multiply-add.
 
 Kernels take 1-D contiguous float32 arrays (``ravel()`` of a C-contiguous tensor is free).
-numba is imported, and each kernel compiled (or loaded from numba's on-disk cache), on first
-use: stages that need no kernel do not pay for it.
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import importlib.machinery
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
-LANES = 8
-F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 R = TypeVar("R")
+
+_F32 = ctypes.POINTER(ctypes.c_float)
+_I32 = ctypes.POINTER(ctypes.c_int32)
+_I64 = ctypes.POINTER(ctypes.c_int64)
+_F64 = ctypes.POINTER(ctypes.c_double)
 
 
 @functools.cache
@@ -43,37 +53,40 @@ def each(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
     return list(_pool().map(fn, items))
 
 
-def _jit(fn: F) -> F:
-    @functools.wraps(fn)
-    def call(*args: Any) -> Any:
-        return compiled()(*args)
+@functools.cache
+def _lib() -> ctypes.CDLL:
+    here = Path(__file__).parent
+    found = [here / f"_kernels{s}" for s in importlib.machinery.EXTENSION_SUFFIXES]
+    path = next((p for p in found if p.is_file()), None)
+    if path is None:
+        raise ImportError(
+            f"fieldcal's compiled kernels are missing from {here} (no _kernels*.so): install "
+            "the package with pip (`pip install -e .` in a checkout), which compiles "
+            "pipeline/_kernels.c; that needs a C compiler (gcc or clang)"
+        )
+    lib = ctypes.CDLL(str(path))
+    lib.fc_minmax.argtypes = [_I32, ctypes.c_int64, _I32]
+    lib.fc_minmax.restype = None
+    lib.fc_histogram.argtypes = [
+        _F32, ctypes.c_int64, ctypes.c_float, ctypes.c_float, ctypes.c_int32, _I64
+    ]
+    lib.fc_histogram.restype = ctypes.c_int
+    lib.fc_compare.argtypes = [
+        _F32, ctypes.c_int64, ctypes.c_float, ctypes.c_float, ctypes.c_int32,
+        ctypes.POINTER(_F32), _I32, _F64, _F64,
+    ]  # fmt: skip
+    lib.fc_compare.restype = None
+    return lib
 
-    @functools.cache
-    def compiled() -> Callable[..., Any]:
-        from numba import njit
 
-        return njit(nogil=True, cache=True, boundscheck=False)(fn)
-
-    return call  # type: ignore[return-value]
+def _f32(x: NDArray[np.float32]) -> ctypes._Pointer[ctypes.c_float]:
+    if x.dtype != np.float32 or x.ndim != 1 or not x.flags.c_contiguous:
+        raise TypeError(f"kernels take 1-D contiguous float32 arrays, not {x.dtype} {x.shape}")
+    return x.ctypes.data_as(_F32)
 
 
 _INF_KEY = 0x7F800000  # order key of +inf; NaNs sort beyond the infinities
 _NEG_INF_KEY = -0x7F800001  # order key of -inf
-
-
-@_jit
-def _key_minmax(bits: NDArray[np.int32]) -> tuple[int, int]:
-    """Min and max of float32 values given as their bit patterns, compared as integers: the
-    key ``b ^ ((b >> 31) & 0x7FFFFFFF)`` orders floats like their values, and integer min/max
-    vectorise without fast-math."""
-    kmin = np.int32(2147483647)
-    kmax = np.int32(-2147483648)
-    for i in range(bits.size):
-        b = bits[i]
-        key = b ^ ((b >> 31) & np.int32(0x7FFFFFFF))
-        kmin = min(kmin, key)
-        kmax = max(kmax, key)
-    return int(kmin), int(kmax)
 
 
 def _unkey(key: int) -> float:
@@ -82,138 +95,110 @@ def _unkey(key: int) -> float:
 
 
 def minmax(x: NDArray[np.float32]) -> tuple[float, float, bool]:
-    """(min, max, whether x holds a NaN) of a non-empty float32 array, in one pass."""
-    kmin, kmax = _key_minmax(x.view(np.int32))
+    """(min, max, whether x holds a NaN) of a non-empty float32 array, in one pass: values
+    compared through the integer key ``b ^ ((b >> 31) & 0x7FFFFFFF)`` of their bits ``b``,
+    which orders floats like their values and vectorises."""
+    _f32(x)
+    keys = np.empty(2, np.int32)
+    _lib().fc_minmax(x.view(np.int32).ctypes.data_as(_I32), x.size, keys.ctypes.data_as(_I32))
+    kmin, kmax = int(keys[0]), int(keys[1])
     has_nan = kmax > _INF_KEY or kmin < _NEG_INF_KEY
     return _unkey(kmin), _unkey(kmax), has_nan
 
 
-@_jit
 def histogram(x: NDArray[np.float32], start: float, width: float, bins: int) -> NDArray[np.int64]:
     """Counts of ``x`` in ``bins`` bins of ``width`` from ``start``: bin index
     ``floor((x - start) / width)`` in float32, libpymo's; values outside (and NaNs) are dropped.
-
-    Bin indices are computed a block at a time (vectorised; floor as truncation corrected for
-    negatives, exact for the clamped range), then counted into four interleaved int32
-    sub-histograms that stay in L1: runs of equal values (ReLU zeros) would otherwise make
-    every increment wait for the previous one."""
-    sub = np.zeros((4, bins + 2), np.int32)
-    s = np.float32(start)
-    w = np.float32(width)
-    low = np.float32(-1.0)
-    top = np.float32(bins)
-    block = 2048
-    idx = np.empty(block, np.int32)
-    n = x.size
-    full = n - n % block
-    for b0 in range(0, full + block, block):
-        m = block if b0 < full else n - full
-        for i in range(m):
-            q = (x[b0 + i] - s) / w
-            q = q if q > low else low  # NaN lands here, below the support
-            q = q if q < top else top
-            c = np.int32(q)
-            c -= np.int32(np.float32(c) > q)
-            idx[i] = c + 1
-        for i in range(m):
-            sub[i & 3, idx[i]] += 1
-    counts: NDArray[np.int64] = sub[0].astype(np.int64) + sub[1] + sub[2] + sub[3]
-    return counts[1 : bins + 1].copy()
+    Four interleaved sub-histograms keep runs of equal values (ReLU zeros) from serialising
+    the increments."""
+    counts = np.empty(bins, np.int64)
+    if _lib().fc_histogram(_f32(x), x.size, start, width, bins, counts.ctypes.data_as(_I64)):
+        raise MemoryError(f"no memory for a {bins}-bin histogram")
+    return counts
 
 
-@_jit
-def reference_sums(x: NDArray[np.float32], lo: float, hi: float) -> tuple[float, int]:
-    """(sum of x² in float64, count of x outside [lo, hi])."""
-    acc = np.zeros(LANES)
-    out = np.zeros(LANES, np.int64)
-    a = np.float32(lo)
-    b = np.float32(hi)
-    n = x.size
-    m = n - n % LANES
-    for i in range(0, m, LANES):
-        for k in range(LANES):
-            v = x[i + k]
-            d = np.float64(v)
-            acc[k] += d * d
-            if v < a or v > b:
-                out[k] += 1
-    for i in range(m, n):
-        v = x[i]
-        acc[0] += np.float64(v) * np.float64(v)
-        if v < a or v > b:
-            out[0] += 1
-    return float(acc.sum()), int(out.sum())
+@dataclass(frozen=True)
+class FakeQuant:
+    """Fake-quantize a compared tensor before comparing it: the simulation graph's chain
+    (:func:`pipeline.quantize.simulate._fq_nodes`) ``clip(y, min, max) / scale + shift``, then
+    floor (``shift = 0.5 - offset``, half away) or round half to even (``shift = -offset``),
+    ``+ offset``, ``* scale``, in float32."""
+
+    min: float
+    max: float
+    scale: float
+    offset: float
+    half_even: bool
+
+    def params(self) -> list[float]:
+        shift = -self.offset if self.half_even else 0.5 - self.offset
+        return [self.min, self.max, self.scale, shift, self.offset, float(self.half_even)]
 
 
-@_jit
-def difference_sums(x: NDArray[np.float32], y: NDArray[np.float32]) -> tuple[float, float, float]:
-    """For reference ``x`` and test ``y``: (sum of e², sum of y², max |e|), e = x - y taken in
-    float32 (exact for nearby values) and squared and summed in float64."""
-    see = np.zeros(LANES)
-    syy = np.zeros(LANES)
-    worst = np.zeros(LANES, np.float32)
-    n = x.size
-    m = n - n % LANES
-    for i in range(0, m, LANES):
-        for k in range(LANES):
-            yv = y[i + k]
-            e = x[i + k] - yv
-            d = np.float64(e)
-            f = np.float64(yv)
-            see[k] += d * d
-            syy[k] += f * f
-            a = abs(e)
-            if a > worst[k]:
-                worst[k] = a
-    for i in range(m, n):
-        yv = y[i]
-        e = x[i] - yv
-        see[0] += np.float64(e) * np.float64(e)
-        syy[0] += np.float64(yv) * np.float64(yv)
-        if abs(e) > worst[0]:
-            worst[0] = abs(e)
-    return float(see.sum()), float(syy.sum()), float(worst.max())
+@dataclass(frozen=True)
+class Sums:
+    """One compared tensor against its reference: sum of e² and of y² (float64), max |e|, with
+    e = x - y taken in float32 (exact for nearby values)."""
+
+    see: float
+    syy: float
+    max_abs: float
 
 
-@_jit
-def fake_quant_difference_sums(
+@dataclass(frozen=True)
+class Compared:
+    """:func:`compare`'s result: the reference's sum of x² (float64), count of x outside
+    [lo, hi], max |x|, and the sums of each compared tensor, in order."""
+
+    sxx: float
+    outside: int
+    peak: float
+    sums: list[Sums]
+
+
+def compare(
     x: NDArray[np.float32],
-    y: NDArray[np.float32],
     lo: float,
     hi: float,
-    scale: float,
-    shift: float,
-    offset: float,
-    half_even: bool,
+    ys: Sequence[NDArray[np.float32]] = (),
+    fake_quant: Sequence[FakeQuant | None] | None = None,
+) -> Compared:
+    """One pass over reference ``x`` and every tensor compared with it (each ``y`` the same size;
+    ``fake_quant[v]``, where given, applied to ``ys[v]`` on the fly): ``x`` is read once, a
+    block at a time, and each ``y`` once."""
+    nv = len(ys)
+    fqs = list(fake_quant) if fake_quant is not None else [None] * nv
+    if len(fqs) != nv or any(y.size != x.size for y in ys):
+        raise ValueError("compare: one fake-quant slot and the reference's size per tensor")
+    ptrs = (_F32 * max(nv, 1))(*[_f32(y) for y in ys])
+    flags = np.array([f is not None for f in fqs] or [0], np.int32)
+    params = np.array(
+        [p for f in fqs for p in (f.params() if f is not None else [0.0] * 6)] or [0.0], np.float64
+    )
+    out = np.empty(3 + 3 * nv, np.float64)
+    _lib().fc_compare(
+        _f32(x), x.size, lo, hi, nv, ptrs, flags.ctypes.data_as(_I32),
+        params.ctypes.data_as(_F64), out.ctypes.data_as(_F64),
+    )  # fmt: skip
+    sums = [Sums(*map(float, out[3 + 3 * v : 6 + 3 * v])) for v in range(nv)]
+    return Compared(float(out[0]), int(out[1]), float(out[2]), sums)
+
+
+def reference_sums(x: NDArray[np.float32], lo: float, hi: float) -> tuple[float, int]:
+    """(sum of x² in float64, count of x outside [lo, hi])."""
+    c = compare(x, lo, hi)
+    return c.sxx, c.outside
+
+
+def difference_sums(x: NDArray[np.float32], y: NDArray[np.float32]) -> tuple[float, float, float]:
+    """For reference ``x`` and test ``y``: (sum of e², sum of y², max |e|)."""
+    s = compare(x, 0.0, 0.0, [y]).sums[0]
+    return s.see, s.syy, s.max_abs
+
+
+def fake_quant_difference_sums(
+    x: NDArray[np.float32], y: NDArray[np.float32], fq: FakeQuant
 ) -> tuple[float, float, float]:
-    """:func:`difference_sums` of ``x`` and fake-quantized ``y``, the fake-quant applied on the
-    fly with the float32 operations, in the order, of the graph's chain
-    (:func:`pipeline.quantize.simulate._fq_nodes`): ``clip(y, lo, hi) / scale + shift``, then
-    ``floor`` (``shift = 0.5 - offset``, half away) or round-half-even (``shift = -offset``),
-    ``+ offset``, ``* scale``. Saves the graph one fake-quant chain per compared tensor."""
-    a = np.float32(lo)
-    b = np.float32(hi)
-    s = np.float32(scale)
-    h = np.float32(shift)
-    o = np.float32(offset)
-    see = np.zeros(LANES)
-    syy = np.zeros(LANES)
-    worst = np.zeros(LANES, np.float32)
-    n = x.size
-    for i in range(n):
-        k = i & (LANES - 1)
-        c = y[i]
-        c = a if c < a else c
-        c = b if c > b else c
-        t = c / s + h
-        q = np.float32(np.rint(t)) if half_even else np.float32(np.floor(t))
-        yq = (q + o) * s
-        e = x[i] - yq
-        d = np.float64(e)
-        f = np.float64(yq)
-        see[k] += d * d
-        syy[k] += f * f
-        m = abs(e)
-        if m > worst[k]:
-            worst[k] = m
-    return float(see.sum()), float(syy.sum()), float(worst.max())
+    """:func:`difference_sums` of ``x`` and ``y`` fake-quantized with ``fq``."""
+    s = compare(x, 0.0, 0.0, [y], [fq]).sums[0]
+    return s.see, s.syy, s.max_abs

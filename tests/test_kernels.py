@@ -86,7 +86,7 @@ def test_fake_quant_in_the_kernel_equals_the_graph_chain(mode):
     simulation graph's chain gives on onnxruntime."""
     from onnx import TensorProto, helper
 
-    from pipeline.evaluate import Comparison, Reference
+    from pipeline.evaluate import Comparison, Reference, fake_quant_of
     from pipeline.quantize.encoding import tf_encoding
     from pipeline.quantize.simulate import _fq_nodes
     from pipeline.runtime import Runner
@@ -109,5 +109,32 @@ def test_fake_quant_in_the_kernel_equals_the_graph_chain(mode):
     yq = Runner(m).run(y)["yq"]
     ref = Reference.of(x, e.min, e.max)
     graph = Comparison.of(ref, yq)
-    fused = Comparison.of_unquantized(ref, y, e, mode)
+    fused = Comparison.of(ref, y, fake_quant_of(e, mode))
     assert fused == graph
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    x=arrays(np.float32, st.integers(1, 9000), elements=st.floats(-50, 50, width=32)),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_one_pass_over_several_tensors_equals_one_pass_each(x, seed):
+    """``compare`` reads the reference once, a block at a time, for every tensor compared with
+    it; each tensor's sums are bit for bit those of comparing it alone."""
+    rng = np.random.default_rng(seed)
+    ys = [x + rng.normal(0, s, x.size).astype(np.float32) for s in (0.0, 0.1, 3.0)]
+    fq = kernels.FakeQuant(-20.0, 30.0, 50 / 255, -102.0, bool(seed % 2))
+    both = kernels.compare(x, -10.0, 10.0, [*ys, ys[1]], [None, None, None, fq])
+    assert (both.sxx, both.outside) == kernels.reference_sums(x, -10.0, 10.0)
+    assert both.peak == float(np.abs(x).max())
+    for y, s in zip(ys, both.sums, strict=False):
+        assert (s.see, s.syy, s.max_abs) == kernels.difference_sums(x, y)
+    last = both.sums[3]
+    assert (last.see, last.syy, last.max_abs) == kernels.fake_quant_difference_sums(x, ys[1], fq)
+
+
+def test_kernels_reject_what_they_cannot_read():
+    with pytest.raises(TypeError, match="float32"):
+        kernels.minmax(np.zeros(4, np.float64))
+    with pytest.raises(TypeError, match="contiguous"):
+        kernels.histogram(np.zeros(8, np.float32)[::2], 0.0, 1.0, 4)
