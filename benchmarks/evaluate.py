@@ -3,10 +3,12 @@
     .venv/bin/python benchmarks/evaluate.py               # 32 images of 640x480
     .venv/bin/python benchmarks/evaluate.py --n 16 --height 256 --width 320
 
-Baseline ("floor"): one float pass (graph optimisations on, the model's own outputs only) plus
-one simulated-quantized pass (the same fake-quant model ``evaluate`` builds, outputs only) over
-the same ``.raw`` tensors. Against it, ``pipeline.evaluate.run_evaluation`` as the evaluate
-stage runs it, every kept tensor compared, in four configurations:
+Baseline ("floor"): one float pass plus one simulated-quantized pass (the same fake-quant model
+``evaluate`` builds) over the same ``.raw`` tensors, each a plain onnxruntime session with
+every option at its default (``benchmarks.calibration.floor_session``: graph optimisations on,
+pool threads spinning) and the model's own outputs only. Against it,
+``pipeline.evaluate.run_evaluation`` as the evaluate stage runs it, every kept tensor compared,
+in four configurations:
 
 * ``oneshot``: the full quantized model only;
 * ``+ attribution``: weights-only and activations-only runs added;
@@ -31,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.calibration import make_raws, model_path  # noqa: E402
+from benchmarks.calibration import floor_session, make_raws, model_path  # noqa: E402
 
 CONFIGS = {
     "oneshot": {"attribution": False, "layerwise": False, "sensitivity_layers": 0},
@@ -57,7 +59,6 @@ def main() -> None:
     from pipeline.params import QuantizeParams, TensorsParams
     from pipeline.quantize import calibrate
     from pipeline.quantize.simulate import SimOptions, build_quantized_model
-    from pipeline.runtime import Runner
     from pipeline.tensors import read_raw
 
     tp = TensorsParams(height=args.height, width=args.width, layout="NCHW")
@@ -68,17 +69,17 @@ def main() -> None:
         enc = calibrate.compute_encodings(view, stats, QuantizeParams())
         images = [evaluate.EvalImage(p, p.name, "bench") for p in raws]
 
-        float_runner = Runner(view.model)
-        quant_runner = Runner(build_quantized_model(view, enc, SimOptions()))
-        for runner in (float_runner, quant_runner):  # warm-up: first-call allocations
-            runner.run(read_raw(raws[0], tp))
+        float_run = floor_session(view.model)
+        quant_run = floor_session(build_quantized_model(view, enc, SimOptions()))
+        for run in (float_run, quant_run):  # warm-up: first-call allocations
+            run(read_raw(raws[0], tp))
         best: dict[str, float] = {}
         for _ in range(args.repeat):
             t0 = time.perf_counter()
             for p in raws:
                 x = read_raw(p, tp)
-                float_runner.run(x)
-                quant_runner.run(x)
+                float_run(x)
+                quant_run(x)
             wall = time.perf_counter() - t0
             best["floor"] = min(best.get("floor", wall), wall)
             print(f"  floor: {wall:.2f} s", file=sys.stderr)

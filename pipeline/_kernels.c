@@ -12,6 +12,13 @@
 
 #define LANES 8
 #define BLOCK 2048
+/* Each kernel is compiled twice, for AVX2 and for the baseline, and the loader picks per CPU. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(FIELDCAL_NO_CLONES)
+#define KERNEL __attribute__((target_clones("avx2", "default")))
+#else
+#define KERNEL
+#endif
+#define SUBS 8 /* interleaved sub-histograms: 8 x 514 int32 stay in L1 */
 
 static inline int32_t order_key(int32_t b) { return b ^ ((b >> 31) & 0x7FFFFFFF); }
 
@@ -23,7 +30,7 @@ static inline double lane_sum(const double *acc) {
 
 /* Min and max order keys of float32 values given as bit patterns: keys[0] = min, keys[1] = max.
  * Keys order like the values (NaNs beyond the infinities); integer min/max vectorise. */
-void fc_minmax(const int32_t *bits, int64_t n, int32_t *keys) {
+KERNEL void fc_minmax(const int32_t *bits, int64_t n, int32_t *keys) {
     int32_t lo[LANES], hi[LANES];
     for (int k = 0; k < LANES; k++) {
         lo[k] = INT32_MAX;
@@ -53,18 +60,28 @@ void fc_minmax(const int32_t *bits, int64_t n, int32_t *keys) {
 /* Counts of x in `bins` bins of `width` from `start`, bin index floor((x - start) / width) in
  * float32 (libpymo's); values outside and NaNs are not counted. Returns 0, or -1 when out of
  * memory. Bin indices are computed a block at a time (vectorised; floor as truncation corrected
- * for negatives, exact on the clamped range), then counted into four interleaved sub-histograms:
- * runs of equal values (ReLU zeros) would otherwise make every increment wait for the last. */
-int fc_histogram(const float *x, int64_t n, float start, float width, int32_t bins,
-                 int64_t *counts) {
+ * for negatives, exact on the clamped range), then counted into SUBS interleaved sub-histograms:
+ * runs of equal values (ReLU zeros) would otherwise make every increment wait for the last.
+ * With `keys` non-NULL, the same pass also gives fc_minmax's keys (x read once). */
+KERNEL int fc_histogram(const float *x, int64_t n, float start, float width, int32_t bins,
+                 int64_t *counts, int32_t *keys) {
     int64_t stride = (int64_t)bins + 2;
-    int32_t *sub = calloc((size_t)(4 * stride), sizeof(int32_t));
+    int32_t *sub = calloc((size_t)(SUBS * stride), sizeof(int32_t));
     if (sub == NULL) return -1;
     int32_t idx[BLOCK];
     const float low = -1.0f, top = (float)bins;
+    int32_t kmin = INT32_MAX, kmax = INT32_MIN;
     for (int64_t b0 = 0; b0 < n; b0 += BLOCK) {
         int m = (int)(n - b0 < BLOCK ? n - b0 : BLOCK);
         const float *xb = x + b0;
+        if (keys != NULL) {
+            const int32_t *bb = (const int32_t *)(const void *)xb;
+            for (int i = 0; i < m; i++) {
+                int32_t key = order_key(bb[i]);
+                kmin = key < kmin ? key : kmin;
+                kmax = key > kmax ? key : kmax;
+            }
+        }
         for (int i = 0; i < m; i++) {
             float q = (xb[i] - start) / width;
             q = q > low ? q : low; /* NaN lands here, below the support */
@@ -73,13 +90,22 @@ int fc_histogram(const float *x, int64_t n, float start, float width, int32_t bi
             c -= (float)c > q;
             idx[i] = c + 1;
         }
-        for (int i = 0; i < m; i++) sub[(i & 3) * stride + idx[i]] += 1;
+        int i = 0;
+        for (; i + SUBS <= m; i += SUBS) {
+            for (int k = 0; k < SUBS; k++) sub[k * stride + idx[i + k]] += 1;
+        }
+        for (; i < m; i++) sub[idx[i]] += 1;
     }
     for (int32_t j = 0; j < bins; j++) {
-        counts[j] = (int64_t)sub[j + 1] + sub[stride + j + 1] + sub[2 * stride + j + 1] +
-                    sub[3 * stride + j + 1];
+        int64_t c = 0;
+        for (int k = 0; k < SUBS; k++) c += sub[k * stride + j + 1];
+        counts[j] = c;
     }
     free(sub);
+    if (keys != NULL) {
+        keys[0] = kmin;
+        keys[1] = kmax;
+    }
     return 0;
 }
 
@@ -94,7 +120,7 @@ int fc_histogram(const float *x, int64_t n, float start, float width, int32_t bi
  *
  * Lanes: plain comparisons and the reference add element i to lane i % 8 up to the last whole
  * group of 8 and the rest to lane 0; fake-quant comparisons add element i to lane i % 8. */
-void fc_compare(const float *x, int64_t n, float lo, float hi, int32_t nv, const float **ys,
+KERNEL void fc_compare(const float *x, int64_t n, float lo, float hi, int32_t nv, const float **ys,
                 const int32_t *fq, const double *params, double *out) {
     double sxx[LANES] = {0}, see[nv][LANES], syy[nv][LANES];
     int64_t outside[LANES] = {0};

@@ -129,7 +129,8 @@ def compare_image(
         ys = [np.ascontiguousarray(variants[v][t], dtype=np.float32).ravel() for v in which]
         c = kernels.compare(x, *ranges[t], ys, [fq.get(v, {}).get(t) for v in which])
         comparisons = {
-            v: Comparison(s.see, s.syy, s.max_abs, x.size) for v, s in zip(which, c.sums, strict=True)
+            v: Comparison(s.see, s.syy, s.max_abs, x.size)
+            for v, s in zip(which, c.sums, strict=True)
         }
         return TensorResult(Reference(x, c.sxx, c.outside), comparisons, _tail_ratio(x, c.peak))
 

@@ -68,7 +68,12 @@ def _lib() -> ctypes.CDLL:
     lib.fc_minmax.argtypes = [_I32, ctypes.c_int64, _I32]
     lib.fc_minmax.restype = None
     lib.fc_histogram.argtypes = [
-        _F32, ctypes.c_int64, ctypes.c_float, ctypes.c_float, ctypes.c_int32, _I64
+        _F32,
+        ctypes.c_int64,
+        ctypes.c_float,
+        ctypes.c_float,
+        ctypes.c_int32,
+        _I64,
     ]
     lib.fc_histogram.restype = ctypes.c_int
     lib.fc_compare.argtypes = [
@@ -94,6 +99,12 @@ def _unkey(key: int) -> float:
     return float(np.array([b ^ ((b >> 31) & np.int32(0x7FFFFFFF))], np.int32).view(np.float32)[0])
 
 
+def _from_keys(keys: NDArray[np.int32]) -> tuple[float, float, bool]:
+    kmin, kmax = int(keys[0]), int(keys[1])
+    has_nan = kmax > _INF_KEY or kmin < _NEG_INF_KEY
+    return _unkey(kmin), _unkey(kmax), has_nan
+
+
 def minmax(x: NDArray[np.float32]) -> tuple[float, float, bool]:
     """(min, max, whether x holds a NaN) of a non-empty float32 array, in one pass: values
     compared through the integer key ``b ^ ((b >> 31) & 0x7FFFFFFF)`` of their bits ``b``,
@@ -101,9 +112,7 @@ def minmax(x: NDArray[np.float32]) -> tuple[float, float, bool]:
     _f32(x)
     keys = np.empty(2, np.int32)
     _lib().fc_minmax(x.view(np.int32).ctypes.data_as(_I32), x.size, keys.ctypes.data_as(_I32))
-    kmin, kmax = int(keys[0]), int(keys[1])
-    has_nan = kmax > _INF_KEY or kmin < _NEG_INF_KEY
-    return _unkey(kmin), _unkey(kmax), has_nan
+    return _from_keys(keys)
 
 
 def histogram(x: NDArray[np.float32], start: float, width: float, bins: int) -> NDArray[np.int64]:
@@ -111,8 +120,25 @@ def histogram(x: NDArray[np.float32], start: float, width: float, bins: int) -> 
     ``floor((x - start) / width)`` in float32, libpymo's; values outside (and NaNs) are dropped.
     Four interleaved sub-histograms keep runs of equal values (ReLU zeros) from serialising
     the increments."""
+    return _histogram(x, start, width, bins, None)
+
+
+def minmax_histogram(
+    x: NDArray[np.float32], start: float, width: float, bins: int
+) -> tuple[tuple[float, float, bool], NDArray[np.int64]]:
+    """:func:`minmax` and :func:`histogram` of a non-empty ``x`` from one read of it."""
+    _f32(x)
+    keys = np.empty(2, np.int32)
+    counts = _histogram(x, start, width, bins, keys)
+    return _from_keys(keys), counts
+
+
+def _histogram(
+    x: NDArray[np.float32], start: float, width: float, bins: int, keys: NDArray[np.int32] | None
+) -> NDArray[np.int64]:
     counts = np.empty(bins, np.int64)
-    if _lib().fc_histogram(_f32(x), x.size, start, width, bins, counts.ctypes.data_as(_I64)):
+    kp = keys.ctypes.data_as(_I32) if keys is not None else None
+    if _lib().fc_histogram(_f32(x), x.size, start, width, bins, counts.ctypes.data_as(_I64), kp):
         raise MemoryError(f"no memory for a {bins}-bin histogram")
     return counts
 
@@ -171,7 +197,7 @@ def compare(
     if len(fqs) != nv or any(y.size != x.size for y in ys):
         raise ValueError("compare: one fake-quant slot and the reference's size per tensor")
     ptrs = (_F32 * max(nv, 1))(*[_f32(y) for y in ys])
-    flags = np.array([f is not None for f in fqs] or [0], np.int32)
+    flags = np.array([int(f is not None) for f in fqs] or [0], np.int32)
     params = np.array(
         [p for f in fqs for p in (f.params() if f is not None else [0.0] * 6)] or [0.0], np.float64
     )

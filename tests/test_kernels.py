@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
+import shutil
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -138,3 +143,46 @@ def test_kernels_reject_what_they_cannot_read():
         kernels.minmax(np.zeros(4, np.float64))
     with pytest.raises(TypeError, match="contiguous"):
         kernels.histogram(np.zeros(8, np.float32)[::2], 0.0, 1.0, 4)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    x=arrays(np.float32, st.integers(1, 5000), elements=st.floats(width=32)),
+    start=st.floats(-1e3, 1e3),
+    width=st.floats(1e-4, 10),
+)
+def test_histogram_with_minmax_in_one_read_equals_both_apart(x, start, width):
+    (lo, hi, nan), counts = kernels.minmax_histogram(x, start, width, 512)
+    np.testing.assert_array_equal(counts, kernels.histogram(x, start, width, 512))
+    np.testing.assert_array_equal([lo, hi, nan], kernels.minmax(x))
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
+def test_every_instruction_set_gives_the_same_bits(tmp_path, monkeypatch):
+    """The installed library carries an AVX2 and a baseline build of each kernel; a baseline-only
+    build of the same source must return the same bytes (lanes fix the order of every sum)."""
+    src = Path(kernels.__file__).with_name("_kernels.c")
+    lib = tmp_path / "baseline.so"
+    flags = ["-O3", "-std=c11", "-fno-fast-math", "-ffp-contract=off", "-DFIELDCAL_NO_CLONES"]
+    subprocess.run(["cc", *flags, "-shared", "-fPIC", str(src), "-o", str(lib)], check=True)
+    rng = np.random.default_rng(5)
+    x = np.maximum(rng.standard_normal(50_003).astype(np.float32), 0) * 7
+    y = x + rng.normal(0, 0.1, x.size).astype(np.float32)
+    fq = kernels.FakeQuant(0.0, 20.0, 20 / 255, 0.0, False)
+
+    def results() -> str:
+        return repr(
+            (
+                kernels.minmax_histogram(x, -0.1, 0.05, 512),
+                kernels.histogram(y, -1.0, 0.04, 512),
+                kernels.compare(x, 0.0, 10.0, [y, y], [None, fq]),
+            )
+        )
+
+    installed = results()
+    baseline = ctypes.CDLL(str(lib))
+    for name in ("fc_minmax", "fc_histogram", "fc_compare"):
+        getattr(baseline, name).argtypes = getattr(kernels._lib(), name).argtypes
+        getattr(baseline, name).restype = getattr(kernels._lib(), name).restype
+    monkeypatch.setattr(kernels, "_lib", lambda: baseline)
+    assert results() == installed

@@ -125,7 +125,9 @@ def test_nhwc_spec_mismatch_names_layout():
 
 
 @pytest.mark.parametrize("histograms", [False, True])  # in-graph ranges; compiled kernels
-def test_nan_activation_is_a_clear_error_naming_the_tensor(tmp_path, histograms):
+@pytest.mark.parametrize("where", [None, 0, 37, 47])  # every element; one, first to last
+def test_nan_activation_is_a_clear_error_naming_the_tensor(tmp_path, histograms, where):
+    """onnxruntime's in-graph max and min skip a NaN anywhere but first: a sum catches it."""
     g = helper.make_graph(
         [helper.make_node("Log", ["x"], ["logx"]), helper.make_node("Relu", ["logx"], ["y"])],
         "g",
@@ -135,11 +137,35 @@ def test_nan_activation_is_a_clear_error_naming_the_tensor(tmp_path, histograms)
     v = model.analyze(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
     tp = TensorsParams(height=4, width=4, layout="NCHW")
     raw = tmp_path / "neg.raw"
-    write_raw(raw, -np.ones((1, 3, 4, 4), np.float32))  # log of a negative number is NaN
+    x = -np.ones((1, 3, 4, 4), np.float32)  # log of a negative number is NaN
+    if where is not None:
+        x = np.ones_like(x)
+        x.flat[where] = -1
+    write_raw(raw, x)
     from pipeline.errors import DataError
 
     with pytest.raises(DataError, match=r"tensor 'logx' contains NaN"):
         calibrate.collect(v, [raw], tp, "s" * 64, None, histograms=histograms)
+
+
+def test_infinities_of_both_signs_are_a_valid_range_not_a_nan(tmp_path):
+    """+inf beside -inf makes the in-graph sum NaN too; the range is still measured."""
+    g = helper.make_graph(
+        [helper.make_node("Div", ["x", "zero"], ["q"]), helper.make_node("Relu", ["q"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [_init("zero", np.array(0.0))],
+    )
+    v = model.analyze(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
+    tp = TensorsParams(height=4, width=4, layout="NCHW")
+    raw = tmp_path / "inf.raw"
+    x = np.ones((1, 3, 4, 4), np.float32)
+    x.flat[5] = -1
+    write_raw(raw, x)
+    stats = calibrate.collect(v, [raw], tp, "s" * 64, None)
+    assert stats.minmax.mins[v.kept_tensors.index("q")] == -np.inf
+    assert stats.minmax.maxs[v.kept_tensors.index("q")] == np.inf
 
 
 def test_histograms_when_a_tensor_is_all_zero_on_the_first_images(tmp_path):

@@ -147,7 +147,7 @@ def _run_ranges(
     if not todo:
         return
     names = view.kept_tensors
-    reduced, outs = with_range_outputs(view.model, names, view.nonnegative, view.ranks)
+    reduced, outs = with_range_outputs(view.model, names, view.nonnegative, view.shapes)
     runner = Runner(reduced)
     for chunk, x in _batches(view, raws, todo, tp, batch_size):
         values = runner.run(x, outs)
@@ -156,10 +156,18 @@ def _run_ranges(
                 [0.0 if n in view.nonnegative else float(values[f"{n}__min"][b]) for n in names]
             )
             maxs = np.array([float(values[f"{n}__max"][b]) for n in names])
-            bad = np.isnan(mins) | np.isnan(maxs)
-            if bad.any():
-                raise _nan_error(names[int(np.flatnonzero(bad)[0])], raws[i])
+            for n in names:
+                if n not in view.nonnegative and np.isnan(values[f"{n}__nan"][b]):
+                    _check_nan(view, n, x[b : b + 1], raws[i])
             consume(i, np.stack([mins, maxs]))
+
+
+def _check_nan(view: ModelView, name: str, x: NDArray[np.float32], raw: Path) -> None:
+    """The in-graph sum of ``name`` is NaN: a NaN in the tensor, or +inf beside -inf (whose
+    range is valid). Run it again exposed and look."""
+    values = Runner(with_outputs(view.model, [name])).run(x, [name])
+    if kernels.minmax(np.ascontiguousarray(values[name]).ravel())[2]:
+        raise _nan_error(name, raw)
 
 
 def _run_activations(
@@ -329,14 +337,21 @@ class _Histograms:
             if not x.size:
                 mm[:, t] = np.inf, -np.inf
                 return
-            lo, hi, nan = kernels.minmax(x)
+            if self.first[t] < i:  # support known: one read gives both
+                start, width = self.supports[t]
+                (lo, hi, nan), entry[t, :PDF_SIZE] = kernels.minmax_histogram(
+                    x, start, width, PDF_SIZE
+                )
+            else:
+                lo, hi, nan = kernels.minmax(x)
             if nan:
                 raise _nan_error(names[t], raw)
             mm[:, t] = lo, hi
-            self._decide(i, t, lo, hi)  # only where this image is the first non-zero one
-            if self.first[t] <= i:
-                start, width = self.supports[t]
-                entry[t, :PDF_SIZE] = kernels.histogram(x, start, width, PDF_SIZE)
+            if self.first[t] >= i:
+                self._decide(i, t, lo, hi)  # only where this image is the first non-zero one
+                if self.first[t] == i:
+                    start, width = self.supports[t]
+                    entry[t, :PDF_SIZE] = kernels.histogram(x, start, width, PDF_SIZE)
             entry[t, PDF_SIZE + 1 :] = self.supports[t].view(np.int64)
 
         kernels.each(one, range(len(names)))
