@@ -9,7 +9,13 @@ setup(
         Extension(
             "pipeline._kernels",
             sources=["pipeline/_kernels.c"],
-            extra_compile_args=["-O3", "-std=c11", "-fno-fast-math", "-ffp-contract=off"],
+            extra_compile_args=[
+                "-O3",
+                "-std=c11",
+                "-fno-fast-math",
+                "-ffp-contract=off",
+                "-Wno-psabi",
+            ],
         )
     ]
 )

@@ -109,6 +109,28 @@ KERNEL int fc_histogram(const float *x, int64_t n, float start, float width, int
     return 0;
 }
 
+struct fq {
+    float lo, hi, scale, shift, offset;
+};
+
+/* fq(y) for y[b0 .. b1) into out (at most BLOCK values); `half_even` is a constant at each
+ * call site, so both versions of this plain elementwise loop vectorise. */
+static inline __attribute__((always_inline)) void fake_quant_block(
+    const float *restrict y, int64_t b0, int64_t b1, const struct fq *f, int half_even,
+    float *restrict out) {
+    const float a = f->lo, b = f->hi, s = f->scale, h = f->shift, o = f->offset;
+    const int m = (int)(b1 - b0);
+    const float *yb = y + b0;
+    for (int i = 0; i < m; i++) {
+        float c = yb[i];
+        c = c < a ? a : c;
+        c = c > b ? b : c;
+        float tq = c / s + h;
+        float q = half_even ? rintf(tq) : floorf(tq);
+        out[i] = (q + o) * s;
+    }
+}
+
 /* A reference tensor x and the tensors compared with it, in one pass over blocks of x.
  *
  * out[0..2]: sum of x^2 (float64), count of x outside [lo, hi], max |x|.
@@ -120,92 +142,122 @@ KERNEL int fc_histogram(const float *x, int64_t n, float start, float width, int
  *
  * Lanes: plain comparisons and the reference add element i to lane i % 8 up to the last whole
  * group of 8 and the rest to lane 0; fake-quant comparisons add element i to lane i % 8. */
+typedef float v8f __attribute__((vector_size(32)));
+typedef double v4d __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+/* Eight float32 lanes, and the same lanes widened to float64 in two halves (lanes 0-3, 4-7):
+ * GCC vector extensions, so both builds vectorise and each lane keeps its own order. */
+static inline v8f load8(const float *p) {
+    v8f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline v4d low4(v8f v) {
+    return __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3), v4d);
+}
+static inline v4d high4(v8f v) {
+    return __builtin_convertvector(__builtin_shufflevector(v, v, 4, 5, 6, 7), v4d);
+}
+static inline v8f vabs(v8f v) { return (v8f)((v8i)v & 0x7FFFFFFF); }
+static inline v8f vmax(v8f acc, v8f a) { /* a > acc ? a : acc, lane by lane (NaN: acc) */
+    v8i m = a > acc;
+    return (v8f)(((v8i)a & m) | ((v8i)acc & ~m));
+}
+
+struct sums {
+    v4d se0, se1, sy0, sy1;
+    v8f worst;
+};
+
+static inline double lane_sum4(v4d a, v4d b) {
+    double lanes[LANES] = {a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]};
+    return lane_sum(lanes);
+}
+
 KERNEL void fc_compare(const float *x, int64_t n, float lo, float hi, int32_t nv, const float **ys,
-                const int32_t *fq, const double *params, double *out) {
-    double sxx[LANES] = {0}, see[nv][LANES], syy[nv][LANES];
-    int64_t outside[LANES] = {0};
-    float peak = 0.0f, worst[nv][LANES];
-    memset(see, 0, sizeof see);
-    memset(syy, 0, sizeof syy);
-    memset(worst, 0, sizeof worst);
+                       const int32_t *fq, const double *params, double *out) {
+    v4d sxx0 = {0}, sxx1 = {0};
+    v8i outside = {0};
+    v8f peak = {0};
+    struct sums acc[nv > 0 ? nv : 1];
+    memset(acc, 0, sizeof acc);
+    float yq[BLOCK];
     const int64_t whole = n - n % LANES;
     for (int64_t b0 = 0; b0 < n; b0 += BLOCK) {
         int64_t b1 = b0 + BLOCK < n ? b0 + BLOCK : n;
         int64_t end = b1 < whole ? b1 : whole; /* lane-grouped part of this block */
         for (int64_t i = b0; i < end; i += LANES) {
-            for (int k = 0; k < LANES; k++) {
-                float v = x[i + k];
-                double d = v;
-                sxx[k] += d * d;
-                outside[k] += (v < lo) | (v > hi);
-                float a = fabsf(v);
-                peak = a > peak ? a : peak;
-            }
+            v8f v = load8(x + i);
+            v4d d0 = low4(v), d1 = high4(v);
+            sxx0 += d0 * d0;
+            sxx1 += d1 * d1;
+            outside -= (v < lo) | (v > hi);
+            peak = vmax(peak, vabs(v));
         }
         for (int64_t i = end; i < b1; i++) {
             float v = x[i];
-            sxx[0] += (double)v * (double)v;
+            sxx0[0] += (double)v * (double)v;
             outside[0] += (v < lo) | (v > hi);
             float a = fabsf(v);
-            peak = a > peak ? a : peak;
+            peak[0] = a > peak[0] ? a : peak[0];
         }
         for (int32_t t = 0; t < nv; t++) {
-            const float *y = ys[t];
-            double *se = see[t], *sy = syy[t];
-            float *w = worst[t];
-            if (!fq[t]) {
-                for (int64_t i = b0; i < end; i += LANES) {
-                    for (int k = 0; k < LANES; k++) {
-                        float yv = y[i + k];
-                        float e = x[i + k] - yv;
-                        double d = e, f = yv;
-                        se[k] += d * d;
-                        sy[k] += f * f;
-                        float a = fabsf(e);
-                        w[k] = a > w[k] ? a : w[k];
-                    }
-                }
-                for (int64_t i = end; i < b1; i++) {
-                    float yv = y[i];
-                    float e = x[i] - yv;
-                    se[0] += (double)e * (double)e;
-                    sy[0] += (double)yv * (double)yv;
-                    float a = fabsf(e);
-                    w[0] = a > w[0] ? a : w[0];
-                }
-                continue;
+            const float *y = ys[t]; /* y[i] for i in [b0, b1) */
+            if (fq[t]) {
+                const double *p = params + 6 * t;
+                const struct fq f = {(float)p[0], (float)p[1], (float)p[2], (float)p[3],
+                                     (float)p[4]};
+                if (p[5] != 0.0)
+                    fake_quant_block(y, b0, b1, &f, 1, yq);
+                else
+                    fake_quant_block(y, b0, b1, &f, 0, yq);
+                y = yq - b0;
             }
-            const double *p = params + 6 * t;
-            const float a = (float)p[0], b = (float)p[1], s = (float)p[2], h = (float)p[3],
-                        o = (float)p[4];
-            const int half_even = p[5] != 0.0;
-            for (int64_t i = b0; i < b1; i++) {
-                int k = (int)(i & (LANES - 1));
-                float c = y[i];
-                c = c < a ? a : c;
-                c = c > b ? b : c;
-                float tq = c / s + h;
-                float q = half_even ? rintf(tq) : floorf(tq);
-                float yq = (q + o) * s;
-                float e = x[i] - yq;
-                double d = e, f = yq;
-                se[k] += d * d;
-                sy[k] += f * f;
+            struct sums a = acc[t];
+            for (int64_t i = b0; i < end; i += LANES) {
+                v8f yv = load8(y + i);
+                v8f e = load8(x + i) - yv;
+                v4d e0 = low4(e), e1 = high4(e), y0 = low4(yv), y1 = high4(yv);
+                a.se0 += e0 * e0;
+                a.se1 += e1 * e1;
+                a.sy0 += y0 * y0;
+                a.sy1 += y1 * y1;
+                a.worst = vmax(a.worst, vabs(e));
+            }
+            for (int64_t i = end; i < b1; i++) {
+                /* the last elements: lane 0 for plain comparisons, lane i % 8 for fake-quant */
+                int k = fq[t] ? (int)(i & (LANES - 1)) : 0;
+                float yv = y[i];
+                float e = x[i] - yv;
+                double d = e, g = yv;
+                if (k < 4) {
+                    a.se0[k] += d * d;
+                    a.sy0[k] += g * g;
+                } else {
+                    a.se1[k - 4] += d * d;
+                    a.sy1[k - 4] += g * g;
+                }
                 float m = fabsf(e);
-                w[k] = m > w[k] ? m : w[k];
+                a.worst[k] = m > a.worst[k] ? m : a.worst[k];
             }
+            acc[t] = a;
         }
     }
     int64_t total = 0;
-    for (int k = 0; k < LANES; k++) total += outside[k];
-    out[0] = lane_sum(sxx);
+    float top = 0.0f;
+    for (int k = 0; k < LANES; k++) {
+        total += outside[k];
+        top = peak[k] > top ? peak[k] : top;
+    }
+    out[0] = lane_sum4(sxx0, sxx1);
     out[1] = (double)total;
-    out[2] = peak;
+    out[2] = top;
     for (int32_t t = 0; t < nv; t++) {
         float m = 0.0f;
-        for (int k = 0; k < LANES; k++) m = worst[t][k] > m ? worst[t][k] : m;
-        out[3 + 3 * t] = lane_sum(see[t]);
-        out[4 + 3 * t] = lane_sum(syy[t]);
+        for (int k = 0; k < LANES; k++) m = acc[t].worst[k] > m ? acc[t].worst[k] : m;
+        out[3 + 3 * t] = lane_sum4(acc[t].se0, acc[t].se1);
+        out[4 + 3 * t] = lane_sum4(acc[t].sy0, acc[t].sy1);
         out[5 + 3 * t] = m;
     }
 }
