@@ -118,7 +118,7 @@ def minmax(x: NDArray[np.float32]) -> tuple[float, float, bool]:
 def histogram(x: NDArray[np.float32], start: float, width: float, bins: int) -> NDArray[np.int64]:
     """Counts of ``x`` in ``bins`` bins of ``width`` from ``start``: bin index
     ``floor((x - start) / width)`` in float32, libpymo's; values outside (and NaNs) are dropped.
-    Four interleaved sub-histograms keep runs of equal values (ReLU zeros) from serialising
+    Eight interleaved sub-histograms keep runs of equal values (ReLU zeros) from serialising
     the increments."""
     return _histogram(x, start, width, bins, None)
 
