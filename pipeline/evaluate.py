@@ -219,13 +219,28 @@ def clip_bounds(e: Encoding) -> tuple[float, float]:
     return e.min - e.scale / 2, e.max + e.scale / 2
 
 
+TAIL_QUANTILE = 0.9999
+
+
+def upper_quantile(values: NDArray[np.float32], q: float) -> float:
+    """The ``q`` quantile of ``values`` by linear interpolation between order statistics
+    (numpy's default method), in float64, from one selection: ``np.quantile`` costs about six
+    times as much for the same two order statistics."""
+    h = (values.size - 1) * q
+    k = int(h)
+    part = np.partition(values, k)
+    a = float(part[k])
+    b = float(part[k + 1 :].min()) if k + 1 < values.size else a
+    return a + (b - a) * (h - k)
+
+
 def _tail_ratio(x: NDArray[np.float32], peak: float) -> float:
     """quantile(|x|, 0.9999) / max|x| on a fixed stride of at most ~131k samples (an estimate
     for the advice on long tails, not a metric); ``peak`` is max |x|."""
     if peak == 0.0 or not x.size:
         return 1.0
     sample = np.abs(x[:: max(1, x.size // 65_536)])
-    return float(np.quantile(sample, 0.9999)) / peak
+    return upper_quantile(sample, TAIL_QUANTILE) / peak
 
 
 def run_evaluation(

@@ -4,6 +4,9 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from pipeline.evaluate import Comparison, LayerAcc, Reference, cosine, sqnr_db
 
@@ -43,3 +46,15 @@ def test_pooled_sqnr_equals_concatenation_and_tracks_worst_image():
     assert acc.sqnr() == pytest.approx(10 * math.log10((X @ X) / ((X - Y) @ (X - Y))))
     assert acc.worst_image == "img1"
     assert acc.summary("golden")["clip_rate"] == pytest.approx(np.mean(np.abs(X) > 1.0))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=arrays(np.float32, st.integers(1, 3000), elements=st.floats(0, 1e6, width=32)),
+    q=st.sampled_from([0.0, 0.5, 0.9, 0.9999, 1.0]),
+)
+def test_upper_quantile_is_numpys_linear_quantile(values, q):
+    from pipeline.evaluate import upper_quantile
+
+    want = float(np.quantile(values.astype(np.float64), q))
+    assert upper_quantile(values, q) == pytest.approx(want, rel=1e-12, abs=1e-30)
