@@ -34,6 +34,7 @@ from pipeline.params import EvaluateParams, Gate, QuantizeParams, TensorsParams
 from pipeline.quantize.encoding import Encoding, RoundMode
 from pipeline.quantize.simulate import (
     Encodings,
+    ParamsCache,
     SimOptions,
     build_layerwise_model,
     build_quantized_model,
@@ -260,18 +261,22 @@ def run_evaluation(
     mode: RoundMode = "half_even" if opts.round_mode == "half_even" else "half_away"
     variants = VARIANTS if opts.attribution else VARIANTS[:1]
     runners = {}
+    params_cache: ParamsCache = {}  # weights fake-quantized once for every variant
     for v in variants:
         sim = SimOptions(
             quantize_weights=v != "activations_only",
             quantize_activations=v != "weights_only",
             round_mode=mode,
         )
-        runners[v] = Runner(with_outputs(build_quantized_model(view, enc, sim), names))
+        model = build_quantized_model(view, enc, sim, params_cache=params_cache)
+        runners[v] = Runner(with_outputs(model, names))
     # The layerwise model carries the whole float graph beside each layer's quantized copy: its
     # float tensors are the reference, so no separate float run is needed.
     lw_names: dict[str, str] = {}
     if opts.layerwise:
-        lw_model, lw_names = build_layerwise_model(view, enc, mode, quantize_outputs=False)
+        lw_model, lw_names = build_layerwise_model(
+            view, enc, mode, quantize_outputs=False, params_cache=params_cache
+        )
         ref_runner = Runner(with_outputs(lw_model, names))
     else:
         ref_runner = Runner(with_outputs(view.model, names))
@@ -343,11 +348,15 @@ def _sensitivity(
         }
         for img in images
     }
+    params_cache: ParamsCache = {}
     for layer in worst:
         others = frozenset(t for t in view.kept_tensors if t != layer)
         for kind, float_layers in (("enabled_only", others), ("disabled", frozenset([layer]))):
             model = build_quantized_model(
-                view, enc, SimOptions(round_mode=mode, float_layers=float_layers)
+                view,
+                enc,
+                SimOptions(round_mode=mode, float_layers=float_layers),
+                params_cache=params_cache,
             )
             runner = Runner(model)
             for img in images:

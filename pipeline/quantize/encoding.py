@@ -243,9 +243,8 @@ def int32_bias_encoding(scale_in: float, scale_w: float) -> Encoding:
 
 def fake_quant_int32_bias(b: NDArray[np.float32], encs: list[Encoding]) -> NDArray[np.float32]:
     """Round each bias to its int32 grid (round half away, saturating) and back."""
-    out = np.empty_like(b, dtype=np.float32)
-    for c, enc in enumerate(encs):
-        q = round_half_away(float(b[c]) / enc.scale)
-        q = min(max(q, -(2.0**31)), 2.0**31 - 1)
-        out[c] = np.float32(q * enc.scale)
+    scale = np.array([e.scale for e in encs], np.float64)
+    t = np.asarray(b, np.float64) / scale
+    q = np.clip(np.copysign(np.floor(np.abs(t) + 0.5), t), -(2.0**31), 2.0**31 - 1)
+    out: NDArray[np.float32] = (q * scale).astype(np.float32)
     return out

@@ -12,6 +12,7 @@ is half-to-even and onnxruntime may fuse it into integer kernels (design notes).
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
@@ -109,16 +110,22 @@ def _fq_nodes(
     return nodes
 
 
+# (weight name, round mode) -> the weight and bias fake-quantized (bias: as given if none)
+ParamsCache = dict[tuple[str, str], tuple[NDArray[np.float32], NDArray[np.float32]]]
+
+
 def build_quantized_model(
     view: ModelView,
     enc: Encodings,
     options: SimOptions = SimOptions(),
     biases: Mapping[str, list[Encoding]] | None = None,
+    params_cache: ParamsCache | None = None,
 ) -> onnx.ModelProto:
     """The view's model with BN folded and weights, biases and activations fake-quantized.
 
     Tensor names of the kept tensors are unchanged, so outputs can be compared by name with the
-    float model.
+    float model. ``params_cache``, shared by the builds of one (view, encodings, biases), keeps
+    each fake-quantized weight and bias for the next build instead of computing it again.
     """
     biases = enc.biases if biases is None else biases
     model = onnx.ModelProto()
@@ -141,14 +148,21 @@ def build_quantized_model(
             w = op.weight
             b = op.bias
             if not keep_float:
-                w = fake_quant_per_channel(
-                    w,
-                    _expand(enc.weights[op.weight_name], w.shape[op.axis]),
-                    op.axis,
-                    options.round_mode,
-                )
-                if op.bias_name:
-                    b = _fake_quant_bias(b, biases[op.bias_name], options.round_mode)
+                key = (op.weight_name, options.round_mode)
+                cached = params_cache.get(key) if params_cache is not None else None
+                if cached is None:
+                    w = fake_quant_per_channel(
+                        w,
+                        _expand(enc.weights[op.weight_name], w.shape[op.axis]),
+                        op.axis,
+                        options.round_mode,
+                    )
+                    if op.bias_name:
+                        b = _fake_quant_bias(b, biases[op.bias_name], options.round_mode)
+                    if params_cache is not None:
+                        params_cache[key] = (w, b)
+                else:
+                    w, b = cached
             w_name = f"{op.weight_name}__sim"
             new_inits.append(numpy_helper.from_array(w, w_name))
             n = onnx.NodeProto()
@@ -203,24 +217,29 @@ def _expand(encs: list[Encoding], channels: int) -> list[Encoding]:
 def _toposort(
     nodes: list[onnx.NodeProto], graph_input: str, inits: list[onnx.TensorProto]
 ) -> list[onnx.NodeProto]:
-    """Kahn's algorithm; ties keep the given order, so the result is deterministic."""
+    """Kahn's algorithm, always taking the earliest ready node in the given order, so the result
+    is deterministic (and the given order itself when it is already topological)."""
     available = {graph_input, ""} | {i.name for i in inits}
-    pending = list(nodes)
+    waiting_on: dict[str, list[int]] = {}
+    missing = [0] * len(nodes)
+    for i, n in enumerate(nodes):
+        for x in set(n.input) - available:
+            waiting_on.setdefault(x, []).append(i)
+            missing[i] += 1
+    ready = [i for i, m in enumerate(missing) if m == 0]
+    heapq.heapify(ready)
     ordered: list[onnx.NodeProto] = []
-    while pending:
-        progress = False
-        rest = []
-        for n in pending:
-            if all(x in available for x in n.input):
-                ordered.append(n)
-                available.update(n.output)
-                progress = True
-            else:
-                rest.append(n)
-        if not progress:
-            missing = sorted({x for n in rest for x in n.input if x not in available})
-            raise AssertionError(f"graph has unresolved inputs {missing[:5]}")
-        pending = rest
+    while ready:
+        i = heapq.heappop(ready)
+        ordered.append(nodes[i])
+        for out in nodes[i].output:
+            for j in waiting_on.pop(out, []):
+                missing[j] -= 1
+                if missing[j] == 0:
+                    heapq.heappush(ready, j)
+    if len(ordered) < len(nodes):
+        unresolved = sorted(waiting_on)
+        raise AssertionError(f"graph has unresolved inputs {unresolved[:5]}")
     return ordered
 
 
@@ -229,6 +248,7 @@ def build_layerwise_model(
     enc: Encodings,
     round_mode: RoundMode = "half_away",
     quantize_outputs: bool = True,
+    params_cache: ParamsCache | None = None,
 ) -> tuple[onnx.ModelProto, dict[str, str]]:
     """Float model plus, for every kept tensor, its producer fed *float* inputs (spec §8.3,
     QNN's "layerwise"): each fused group (Conv[+BN]+ReLU, Add, Sigmoid ...) is cloned with
@@ -245,7 +265,10 @@ def build_layerwise_model(
         view, enc, SimOptions(quantize_weights=False, quantize_activations=False)
     )
     q_model = build_quantized_model(
-        view, enc, SimOptions(quantize_activations=False, round_mode=round_mode)
+        view,
+        enc,
+        SimOptions(quantize_activations=False, round_mode=round_mode),
+        params_cache=params_cache,
     )
     model = onnx.ModelProto()
     model.CopyFrom(float_model)
