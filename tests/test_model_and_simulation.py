@@ -198,6 +198,26 @@ def test_in_graph_ranges_equal_exact_statistics(centerface_view, photos, tmp_pat
         assert a == b
 
 
+def test_ranges_do_not_depend_on_which_cache_entries_serve(centerface_view, photos, tmp_path):
+    """After a histogram run cached exact min/max, a tf run reads those entries instead of
+    running the model; its statistics must be the same bytes as a fresh tf run's (a ReLU's
+    min is 0 either way; zeros carry no sign), or outputs would change with cache history."""
+    tp = TensorsParams(height=64, width=96)
+    raws = []
+    for i in range(3):
+        raws.append(tmp_path / f"{i}.raw")
+        write_raw(raws[-1], preprocess(Image.open(photos[i]), tp))
+    view = centerface_view
+    cache = tmp_path / "cache"
+    calibrate.collect(view, raws, tp, "m" * 64, cache, histograms=True)
+    served = calibrate.collect(view, raws, tp, "m" * 64, cache)
+    fresh = calibrate.collect(view, raws, tp, "m" * 64, None)
+    assert served.images_run == 0
+    assert served.per_image.tobytes() == fresh.per_image.tobytes()
+    record = calibrate.calibration_record
+    assert record(view, served, "m" * 64) == record(view, fresh, "m" * 64)
+
+
 @pytest.mark.parametrize("histograms", [False, True])
 def test_batched_calibration_equals_one_image_at_a_time(
     centerface_view, photos, tmp_path, histograms

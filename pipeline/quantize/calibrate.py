@@ -55,7 +55,7 @@ from pipeline.quantize.simulate import Encodings, bias_encodings
 from pipeline.runtime import Runner
 from pipeline.tensors import read_raw
 
-STATS_VERSION = "3"
+STATS_VERSION = "4"  # 4: in-graph ranges check for NaN (3 missed one not first)
 
 
 HISTOGRAM_MODES = ("enhanced", "percentile")
@@ -220,6 +220,12 @@ def collect(
                 progress(1)
 
         _run_ranges(view, raws, missing, tp, batch_size, take_range)
+        # The result must not depend on which entries the cache happens to hold: a ReLU
+        # output's min is its bound, 0, also where an exact ("minmax") entry served the image,
+        # and zeros carry no sign (the in-graph min, minus a max, can be -0.0 where the exact
+        # one is 0.0).
+        per_image[:, 0, [j for j, t in enumerate(names) if t in view.nonnegative]] = 0.0
+        per_image += 0.0
         return Statistics(
             _merged(names, per_image), per_image, None, len(missing), m - len(missing)
         )
