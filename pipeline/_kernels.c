@@ -28,33 +28,24 @@ static inline double lane_sum(const double *acc) {
     return s;
 }
 
-/* Min and max order keys of float32 values given as bit patterns: keys[0] = min, keys[1] = max.
- * Keys order like the values (NaNs beyond the infinities); integer min/max vectorise. */
-KERNEL void fc_minmax(const int32_t *bits, int64_t n, int32_t *keys) {
-    int32_t lo[LANES], hi[LANES];
-    for (int k = 0; k < LANES; k++) {
-        lo[k] = INT32_MAX;
-        hi[k] = INT32_MIN;
-    }
-    int64_t m = n - n % LANES;
-    for (int64_t i = 0; i < m; i += LANES) {
-        for (int k = 0; k < LANES; k++) {
-            int32_t key = order_key(bits[i + k]);
-            lo[k] = key < lo[k] ? key : lo[k];
-            hi[k] = key > hi[k] ? key : hi[k];
-        }
-    }
-    for (int64_t i = m; i < n; i++) {
+/* Widens [*lo, *hi] to the order keys of m float32 values given as bit patterns. Keys order
+ * like the values (NaNs beyond the infinities); integer min/max vectorise in any order. */
+static inline void key_range(const int32_t *bits, int64_t m, int32_t *lo, int32_t *hi) {
+    int32_t kmin = *lo, kmax = *hi;
+    for (int64_t i = 0; i < m; i++) {
         int32_t key = order_key(bits[i]);
-        lo[0] = key < lo[0] ? key : lo[0];
-        hi[0] = key > hi[0] ? key : hi[0];
+        kmin = key < kmin ? key : kmin;
+        kmax = key > kmax ? key : kmax;
     }
-    for (int k = 1; k < LANES; k++) {
-        lo[0] = lo[k] < lo[0] ? lo[k] : lo[0];
-        hi[0] = hi[k] > hi[0] ? hi[k] : hi[0];
-    }
-    keys[0] = lo[0];
-    keys[1] = hi[0];
+    *lo = kmin;
+    *hi = kmax;
+}
+
+/* Min and max order keys of float32 values given as bit patterns: keys[0] = min, keys[1] = max. */
+KERNEL void fc_minmax(const int32_t *bits, int64_t n, int32_t *keys) {
+    keys[0] = INT32_MAX;
+    keys[1] = INT32_MIN;
+    key_range(bits, n, &keys[0], &keys[1]);
 }
 
 /* Counts of x in `bins` bins of `width` from `start`, bin index floor((x - start) / width) in
@@ -64,7 +55,7 @@ KERNEL void fc_minmax(const int32_t *bits, int64_t n, int32_t *keys) {
  * runs of equal values (ReLU zeros) would otherwise make every increment wait for the last.
  * With `keys` non-NULL, the same pass also gives fc_minmax's keys (x read once). */
 KERNEL int fc_histogram(const float *x, int64_t n, float start, float width, int32_t bins,
-                 int64_t *counts, int32_t *keys) {
+                        int64_t *counts, int32_t *keys) {
     int64_t stride = (int64_t)bins + 2;
     int32_t *sub = calloc((size_t)(SUBS * stride), sizeof(int32_t));
     if (sub == NULL) return -1;
@@ -74,14 +65,7 @@ KERNEL int fc_histogram(const float *x, int64_t n, float start, float width, int
     for (int64_t b0 = 0; b0 < n; b0 += BLOCK) {
         int m = (int)(n - b0 < BLOCK ? n - b0 : BLOCK);
         const float *xb = x + b0;
-        if (keys != NULL) {
-            const int32_t *bb = (const int32_t *)(const void *)xb;
-            for (int i = 0; i < m; i++) {
-                int32_t key = order_key(bb[i]);
-                kmin = key < kmin ? key : kmin;
-                kmax = key > kmax ? key : kmax;
-            }
-        }
+        if (keys != NULL) key_range((const int32_t *)(const void *)xb, m, &kmin, &kmax);
         for (int i = 0; i < m; i++) {
             float q = (xb[i] - start) / width;
             q = q > low ? q : low; /* NaN lands here, below the support */

@@ -68,13 +68,8 @@ def _lib() -> ctypes.CDLL:
     lib.fc_minmax.argtypes = [_I32, ctypes.c_int64, _I32]
     lib.fc_minmax.restype = None
     lib.fc_histogram.argtypes = [
-        _F32,
-        ctypes.c_int64,
-        ctypes.c_float,
-        ctypes.c_float,
-        ctypes.c_int32,
-        _I64,
-    ]
+        _F32, ctypes.c_int64, ctypes.c_float, ctypes.c_float, ctypes.c_int32, _I64, _I32,
+    ]  # fmt: skip
     lib.fc_histogram.restype = ctypes.c_int
     lib.fc_compare.argtypes = [
         _F32, ctypes.c_int64, ctypes.c_float, ctypes.c_float, ctypes.c_int32,
@@ -208,23 +203,3 @@ def compare(
     )  # fmt: skip
     sums = [Sums(*map(float, out[3 + 3 * v : 6 + 3 * v])) for v in range(nv)]
     return Compared(float(out[0]), int(out[1]), float(out[2]), sums)
-
-
-def reference_sums(x: NDArray[np.float32], lo: float, hi: float) -> tuple[float, int]:
-    """(sum of x² in float64, count of x outside [lo, hi])."""
-    c = compare(x, lo, hi)
-    return c.sxx, c.outside
-
-
-def difference_sums(x: NDArray[np.float32], y: NDArray[np.float32]) -> tuple[float, float, float]:
-    """For reference ``x`` and test ``y``: (sum of e², sum of y², max |e|)."""
-    s = compare(x, 0.0, 0.0, [y]).sums[0]
-    return s.see, s.syy, s.max_abs
-
-
-def fake_quant_difference_sums(
-    x: NDArray[np.float32], y: NDArray[np.float32], fq: FakeQuant
-) -> tuple[float, float, float]:
-    """:func:`difference_sums` of ``x`` and ``y`` fake-quantized with ``fq``."""
-    s = compare(x, 0.0, 0.0, [y], [fq]).sums[0]
-    return s.see, s.syy, s.max_abs

@@ -389,48 +389,35 @@ def with_range_outputs(
             return helper.make_node(op, [src, "__fieldcal_axis1"], [out], keepdims=0)
         return helper.make_node(op, [src], [out], axes=[1], keepdims=0)
 
-    def pooled_max(src: str, out: str) -> list[onnx.NodeProto]:
+    def pooled(pool: str, reduce_op: str, src: str, out: str) -> list[onnx.NodeProto]:
+        """``pool`` (GlobalMaxPool / GlobalAveragePool) over H, W, then ``reduce_op`` over C."""
         return [
-            helper.make_node("GlobalMaxPool", [src], [f"{src}__pool"]),
-            helper.make_node("Flatten", [f"{src}__pool"], [f"{src}__poolflat"], axis=1),
-            reduce("ReduceMax", f"{src}__poolflat", out),
-        ]
-
-    def sentinel(name: str, four_d: bool) -> list[onnx.NodeProto]:
-        if not four_d:
-            flat = f"{name}__sflat"
-            return [
-                helper.make_node("Flatten", [name], [flat], axis=1),
-                reduce("ReduceSum", flat, f"{name}__nan"),
-            ]
-        return [
-            helper.make_node("GlobalAveragePool", [name], [f"{name}__avg"]),
-            helper.make_node("Flatten", [f"{name}__avg"], [f"{name}__avgflat"], axis=1),
-            reduce("ReduceSum", f"{name}__avgflat", f"{name}__nan"),
+            helper.make_node(pool, [src], [f"{src}__{pool}"]),
+            helper.make_node("Flatten", [f"{src}__{pool}"], [f"{src}__{pool}_flat"], axis=1),
+            reduce(reduce_op, f"{src}__{pool}_flat", out),
         ]
 
     def reductions(name: str) -> list[onnx.NodeProto]:
         shape = shapes.get(name, ())
-        nodes = _range_nodes(name, shape)
-        return nodes if name in nonnegative else nodes + sentinel(name, len(shape) == 4)
-
-    def _range_nodes(name: str, shape: tuple[int | None, ...]) -> list[onnx.NodeProto]:
+        signed = name not in nonnegative
         channels = shape[1] if len(shape) == 4 else None
-        if len(shape) == 4 and (name in nonnegative or channels):
-            nodes = pooled_max(name, f"{name}__max")
-            if name not in nonnegative and channels:
+        if len(shape) == 4 and (channels or not signed):
+            nodes = pooled("GlobalMaxPool", "ReduceMax", name, f"{name}__max")
+            if signed and channels:
                 w, neg = f"{name}__negw", f"{name}__neg"
                 g.initializer.append(
                     numpy_helper.from_array(np.full((channels, 1, 1, 1), -1, np.float32), w)
                 )
                 nodes.append(helper.make_node("Conv", [name, w], [neg], group=channels))
-                nodes += pooled_max(neg, f"{neg}__max")
+                nodes += pooled("GlobalMaxPool", "ReduceMax", neg, f"{neg}__max")
                 nodes.append(helper.make_node("Neg", [f"{neg}__max"], [f"{name}__min"]))
+                nodes += pooled("GlobalAveragePool", "ReduceSum", name, f"{name}__nan")
             return nodes
         flat = f"{name}__flat"
         nodes = [helper.make_node("Flatten", [name], [flat], axis=1)]
-        if name not in nonnegative:
+        if signed:
             nodes.append(reduce("ReduceMin", flat, f"{name}__min"))
+            nodes.append(reduce("ReduceSum", flat, f"{name}__nan"))
         nodes.append(reduce("ReduceMax", flat, f"{name}__max"))
         return nodes
 

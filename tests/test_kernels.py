@@ -72,7 +72,8 @@ def test_minmax_reports_nan(value):
 )
 def test_difference_sums_equal_float64_numpy(data, noise):
     y = data + np.float32(noise) * np.sign(data)
-    see, syy, worst = kernels.difference_sums(data, y)
+    s = kernels.compare(data, 0.0, 0.0, [y]).sums[0]
+    see, syy, worst = s.see, s.syy, s.max_abs
     e = (data - y).astype(np.float64)
     np.testing.assert_allclose(see, np.sum(e * e), rtol=1e-12, atol=1e-30)
     np.testing.assert_allclose(syy, np.sum(y.astype(np.float64) ** 2), rtol=1e-12)
@@ -81,7 +82,8 @@ def test_difference_sums_equal_float64_numpy(data, noise):
 
 def test_reference_sums_count_values_outside_the_range():
     x = np.array([-2.0, -1.0, 0.0, 1.0, 1.5, 3.0], np.float32)
-    sxx, outside = kernels.reference_sums(x, -1.0, 1.5)
+    c = kernels.compare(x, -1.0, 1.5)
+    sxx, outside = c.sxx, c.outside
     assert outside == 2 and sxx == pytest.approx(float(np.sum(x.astype(np.float64) ** 2)))
 
 
@@ -130,12 +132,12 @@ def test_one_pass_over_several_tensors_equals_one_pass_each(x, seed):
     ys = [x + rng.normal(0, s, x.size).astype(np.float32) for s in (0.0, 0.1, 3.0)]
     fq = kernels.FakeQuant(-20.0, 30.0, 50 / 255, -102.0, bool(seed % 2))
     both = kernels.compare(x, -10.0, 10.0, [*ys, ys[1]], [None, None, None, fq])
-    assert (both.sxx, both.outside) == kernels.reference_sums(x, -10.0, 10.0)
+    alone = kernels.compare(x, -10.0, 10.0)
+    assert (both.sxx, both.outside, both.peak) == (alone.sxx, alone.outside, alone.peak)
     assert both.peak == float(np.abs(x).max())
     for y, s in zip(ys, both.sums, strict=False):
-        assert (s.see, s.syy, s.max_abs) == kernels.difference_sums(x, y)
-    last = both.sums[3]
-    assert (last.see, last.syy, last.max_abs) == kernels.fake_quant_difference_sums(x, ys[1], fq)
+        assert s == kernels.compare(x, -10.0, 10.0, [y]).sums[0]
+    assert both.sums[3] == kernels.compare(x, -10.0, 10.0, [ys[1]], [fq]).sums[0]
 
 
 def test_kernels_reject_what_they_cannot_read():

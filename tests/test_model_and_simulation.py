@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -16,6 +18,16 @@ from pipeline.quantize.encoding import dequantize, quantize, tf_encoding
 from pipeline.quantize.simulate import Encodings, SimOptions, build_quantized_model
 from pipeline.runtime import Runner
 from pipeline.tensors import preprocess, write_raw
+
+SMALL = TensorsParams(height=64, width=96)
+
+
+def _photo_raws(photos, folder: Path, tp: TensorsParams, n: int = 3) -> list[Path]:
+    """The first ``n`` demo photographs as ``.raw`` calibration tensors in ``folder``."""
+    raws = [folder / f"{i}.raw" for i in range(n)]
+    for raw, photo in zip(raws, photos, strict=False):
+        write_raw(raw, preprocess(Image.open(photo), tp))
+    return raws
 
 
 def test_prepare_keeps_outputs_identical(centerface_original, centerface):
@@ -117,11 +129,8 @@ def test_activation_fake_quant_matches_numpy(mode):
 
 
 def test_calibration_cache_reruns_only_new_images(centerface_view, photos, tmp_path):
-    tp = TensorsParams(height=64, width=96)
-    raws = []
-    for i in range(3):
-        raws.append(tmp_path / f"{i}.raw")
-        write_raw(raws[-1], preprocess(Image.open(photos[i]), tp))
+    tp = SMALL
+    raws = _photo_raws(photos, tmp_path, tp)
     cache = tmp_path / "cache"
     first = calibrate.collect(centerface_view, raws[:2], tp, "m" * 64, cache)
     assert (first.images_run, first.images_cached) == (2, 0)
@@ -143,11 +152,8 @@ def test_calibration_cache_reruns_only_new_images(centerface_view, photos, tmp_p
 def test_histogram_statistics_cached_equal_fresh(centerface_view, photos, tmp_path):
     """enhanced/percentile: with the first image unchanged, adding one runs the model only on it
     and the PDFs equal a fresh run over the same ordered set, bit for bit."""
-    tp = TensorsParams(height=64, width=96)
-    raws = []
-    for i in range(3):
-        raws.append(tmp_path / f"{i}.raw")
-        write_raw(raws[-1], preprocess(Image.open(photos[i]), tp))
+    tp = SMALL
+    raws = _photo_raws(photos, tmp_path, tp)
     cache = tmp_path / "cache"
     calibrate.collect(centerface_view, raws[:2], tp, "m" * 64, cache, histograms=True)
     again = calibrate.collect(centerface_view, raws, tp, "m" * 64, cache, histograms=True)
@@ -176,11 +182,8 @@ def test_in_graph_ranges_equal_exact_statistics(centerface_view, photos, tmp_pat
     """tf/symmetric ranges come from reductions inside onnxruntime, with a ReLU output's min
     taken as 0; the histogram path measures exact min/max from the activations. Maxima (and
     minima where measured) agree exactly, and so does every tf and symmetric encoding."""
-    tp = TensorsParams(height=64, width=96)
-    raws = []
-    for i in range(3):
-        raws.append(tmp_path / f"{i}.raw")
-        write_raw(raws[-1], preprocess(Image.open(photos[i]), tp))
+    tp = SMALL
+    raws = _photo_raws(photos, tmp_path, tp)
     view = centerface_view
     ranges = calibrate.collect(view, raws, tp, "m" * 64, None)
     exact = calibrate.collect(view, raws, tp, "m" * 64, None, histograms=True)
@@ -202,11 +205,8 @@ def test_ranges_do_not_depend_on_which_cache_entries_serve(centerface_view, phot
     """After a histogram run cached exact min/max, a tf run reads those entries instead of
     running the model; its statistics must be the same bytes as a fresh tf run's (a ReLU's
     min is 0 either way; zeros carry no sign), or outputs would change with cache history."""
-    tp = TensorsParams(height=64, width=96)
-    raws = []
-    for i in range(3):
-        raws.append(tmp_path / f"{i}.raw")
-        write_raw(raws[-1], preprocess(Image.open(photos[i]), tp))
+    tp = SMALL
+    raws = _photo_raws(photos, tmp_path, tp)
     view = centerface_view
     cache = tmp_path / "cache"
     calibrate.collect(view, raws, tp, "m" * 64, cache, histograms=True)
@@ -222,11 +222,8 @@ def test_ranges_do_not_depend_on_which_cache_entries_serve(centerface_view, phot
 def test_batched_calibration_equals_one_image_at_a_time(
     centerface_view, photos, tmp_path, histograms
 ):
-    tp = TensorsParams(height=64, width=96)
-    raws = []
-    for i in range(3):
-        raws.append(tmp_path / f"{i}.raw")
-        write_raw(raws[-1], preprocess(Image.open(photos[i]), tp))
+    tp = SMALL
+    raws = _photo_raws(photos, tmp_path, tp)
     one = calibrate.collect(centerface_view, raws, tp, "m" * 64, None, histograms, batch_size=1)
     two = calibrate.collect(centerface_view, raws, tp, "m" * 64, None, histograms, batch_size=2)
     np.testing.assert_array_equal(one.per_image, two.per_image)

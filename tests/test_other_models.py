@@ -21,6 +21,13 @@ def _init(name: str, arr: np.ndarray) -> onnx.TensorProto:
     return numpy_helper.from_array(arr.astype(np.float32), name)
 
 
+def _view_of(nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto] | None = None):
+    """The view of an opset-13 graph from ``x`` to ``y``, both (N, 3, H, W) float."""
+    spec = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 3, "H", "W"]) for n in "xy"]
+    g = helper.make_graph(nodes, "g", spec[:1], spec[1:], inits or [])
+    return model.analyze(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
+
+
 def small_model(nhwc: bool = False, opset: int = 13) -> onnx.ModelProto:
     rng = np.random.default_rng(0)
     nodes, inits = [], []
@@ -128,13 +135,9 @@ def test_nhwc_spec_mismatch_names_layout():
 @pytest.mark.parametrize("where", [None, 0, 37, 47])  # every element; one, first to last
 def test_nan_activation_is_a_clear_error_naming_the_tensor(tmp_path, histograms, where):
     """onnxruntime's in-graph max and min skip a NaN anywhere but first: a sum catches it."""
-    g = helper.make_graph(
-        [helper.make_node("Log", ["x"], ["logx"]), helper.make_node("Relu", ["logx"], ["y"])],
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+    v = _view_of(
+        [helper.make_node("Log", ["x"], ["logx"]), helper.make_node("Relu", ["logx"], ["y"])]
     )
-    v = model.analyze(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
     tp = TensorsParams(height=4, width=4, layout="NCHW")
     raw = tmp_path / "neg.raw"
     x = -np.ones((1, 3, 4, 4), np.float32)  # log of a negative number is NaN
@@ -150,14 +153,10 @@ def test_nan_activation_is_a_clear_error_naming_the_tensor(tmp_path, histograms,
 
 def test_infinities_of_both_signs_are_a_valid_range_not_a_nan(tmp_path):
     """+inf beside -inf makes the in-graph sum NaN too; the range is still measured."""
-    g = helper.make_graph(
+    v = _view_of(
         [helper.make_node("Div", ["x", "zero"], ["q"]), helper.make_node("Relu", ["q"], ["y"])],
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, "H", "W"])],
         [_init("zero", np.array(0.0))],
     )
-    v = model.analyze(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
     tp = TensorsParams(height=4, width=4, layout="NCHW")
     raw = tmp_path / "inf.raw"
     x = np.ones((1, 3, 4, 4), np.float32)
@@ -172,18 +171,14 @@ def test_histograms_when_a_tensor_is_all_zero_on_the_first_images(tmp_path):
     """libpymo fixes a tensor's histogram support on the first image where it is not all zero.
     Here ``r = Relu(x - 10)`` is zero on dark images: adding a bright one decides its support;
     cached and fresh runs agree bit for bit and only new images run."""
-    g = helper.make_graph(
+    v = _view_of(
         [
             helper.make_node("Sub", ["x", "ten"], ["d"]),
             helper.make_node("Relu", ["d"], ["r"]),
             helper.make_node("Add", ["x", "r"], ["y"]),
         ],
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, "H", "W"])],
         [_init("ten", np.array(10.0))],
     )
-    v = model.analyze(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
     tp = TensorsParams(height=8, width=8, layout="NCHW")
     rng = np.random.default_rng(0)
     raws = []

@@ -227,7 +227,7 @@ def collect(
         per_image[:, 0, [j for j, t in enumerate(names) if t in view.nonnegative]] = 0.0
         per_image += 0.0
         return Statistics(
-            _merged(names, per_image), per_image, None, len(missing), m - len(missing)
+            MinMax.of_images(names, per_image), per_image, None, len(missing), m - len(missing)
         )
 
     return _collect_histograms(view, raws, keys, tp, cache, batch_size, progress)
@@ -279,17 +279,7 @@ def _collect_histograms(
             pending.append(i)
     flush()
     pdfs = hist.pdfs(names, per_image) if m else {}
-    return Statistics(_merged(names, per_image), per_image, pdfs, runs, m - runs)
-
-
-def _merged(names: Sequence[str], per_image: NDArray[np.float64]) -> MinMax:
-    m, n = per_image.shape[0], len(names)
-    return MinMax(
-        tuple(names),
-        per_image[:, 0].min(0) if m else np.full(n, np.inf),
-        per_image[:, 1].max(0) if m else np.full(n, -np.inf),
-        m,
-    )
+    return Statistics(MinMax.of_images(names, per_image), per_image, pdfs, runs, m - runs)
 
 
 _HIST = "hist"

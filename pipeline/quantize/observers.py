@@ -1,4 +1,4 @@
-"""Statistics observers: merge per-batch statistics, so memory never grows with the dataset.
+"""Statistics observers: per-image statistics merged, so memory never grows with the dataset.
 
 Min/max merge exactly and in any order, so per-image statistics can be cached by content and
 re-used: a calibration over n cached + k new images runs the model k times and gives the same
@@ -7,13 +7,13 @@ encodings as a fresh run.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-from pipeline.errors import DataError, NoStatisticsError
+from pipeline.errors import NoStatisticsError
 
 
 @dataclass(frozen=True)
@@ -31,30 +31,11 @@ class MinMax:
         return cls(tuple(names), np.full(n, np.inf), np.full(n, -np.inf), 0)
 
     @classmethod
-    def of(cls, names: Sequence[str], values: Mapping[str, NDArray[np.float32]]) -> MinMax:
-        """Statistics of one batch; NaN anywhere is an error naming the tensor."""
-        mins = np.empty(len(names))
-        maxs = np.empty(len(names))
-        for i, name in enumerate(names):
-            v = values[name]
-            mins[i] = float(v.min()) if v.size else np.inf
-            maxs[i] = float(v.max()) if v.size else -np.inf
-            if np.isnan(mins[i]) or np.isnan(maxs[i]):
-                raise DataError(
-                    f"tensor {name!r} contains NaN on a calibration input; check the input "
-                    "tensors (mean/std) and the model"
-                )
-        return cls(tuple(names), mins, maxs, 1)
-
-    def merge(self, other: MinMax) -> MinMax:
-        if other.names != self.names:
-            raise ValueError("cannot merge statistics of different tensor lists")
-        return MinMax(
-            self.names,
-            np.minimum(self.mins, other.mins),
-            np.maximum(self.maxs, other.maxs),
-            self.count + other.count,
-        )
+    def of_images(cls, names: Sequence[str], per_image: NDArray[np.float64]) -> MinMax:
+        """Merged over (images, 2, tensors) per-image mins and maxs."""
+        if not per_image.shape[0]:
+            return cls.empty(names)
+        return cls(tuple(names), per_image[:, 0].min(0), per_image[:, 1].max(0), per_image.shape[0])
 
     def range_of(self, name: str) -> tuple[float, float]:
         i = self.names.index(name)
@@ -65,6 +46,3 @@ class MinMax:
                 "or never reached it"
             )
         return lo, hi
-
-    def to_arrays(self) -> dict[str, NDArray[np.float64]]:
-        return {"mins": self.mins, "maxs": self.maxs}

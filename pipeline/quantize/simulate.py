@@ -257,7 +257,7 @@ def build_layerwise_model(
 
     ``quantize_outputs=False`` leaves the clones' outputs unquantized, for a consumer that
     applies the output's fake-quant itself (evaluate does, inside its comparison pass:
-    :func:`pipeline.kernels.fake_quant_difference_sums`); nothing in the graph reads them.
+    :func:`pipeline.kernels.compare`); nothing in the graph reads them.
 
     Returns the model and {kept tensor: name of its layerwise output}.
     """

@@ -79,8 +79,7 @@ def curve_mode(qp: QuantizeParams) -> QuantizeParams:
 
 def subset_minmax(names: Sequence[str], per_image: NDArray[np.float64], pick: Any) -> MinMax:
     """Merged min/max of the images ``pick`` from (images, 2, tensors) per-image statistics."""
-    sub = per_image[pick]
-    return MinMax(tuple(names), sub[:, 0].min(0), sub[:, 1].max(0), int(sub.shape[0]))
+    return MinMax.of_images(names, per_image[pick])
 
 
 def _scales(enc: Encodings, names: Sequence[str]) -> NDArray[np.float64]:
