@@ -60,6 +60,12 @@ class Runner:
         output once more, which for a model exposing all its activations doubles the memory
         they take and adds a pass over them."""
         wanted = list(names) if names is not None else self.output_names
-        feed = {self.input_name: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(x_nchw))}
+        x = np.ascontiguousarray(x_nchw)
+        feed = {self.input_name: ort.OrtValue.ortvalue_from_numpy(x)}
         values = self.session.run_with_ort_values(wanted, feed)
-        return {name: v.numpy() for name, v in zip(wanted, values, strict=True)}
+        # The input asked back as an output is ``x`` itself: onnxruntime's value for it only
+        # borrows x's memory, which is freed with x once the caller drops it.
+        return {
+            name: x if name == self.input_name else v.numpy()
+            for name, v in zip(wanted, values, strict=True)
+        }

@@ -46,6 +46,19 @@ def test_prepared_model_is_dynamic_and_opset_13(centerface):
     assert out["537"].shape == (2, 1, 16, 24)
 
 
+def test_the_input_asked_back_outlives_the_callers_array(centerface_view):
+    """Evaluation asks for the input as a kept tensor and drops its own array; the returned
+    input must not borrow freed memory (it did: onnxruntime's value only aliases the feed)."""
+    view = centerface_view
+    runner = Runner(model.with_outputs(view.model, [view.input_name]))
+    rng = np.random.default_rng(0)
+    want = rng.uniform(0, 255, (1, 3, 64, 96)).astype(np.float32)
+    got = runner.run(want.copy(), [view.input_name, view.outputs[0]])[view.input_name]
+    junk = [np.full_like(want, -7.0) for _ in range(64)]  # reuse whatever was freed
+    np.testing.assert_array_equal(got, want)
+    del junk
+
+
 def test_view_of_centerface(centerface_view):
     v = centerface_view
     assert v.input_name == "input.1"
