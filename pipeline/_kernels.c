@@ -124,6 +124,9 @@ static inline __attribute__((always_inline)) void fake_quant_block(
  * clip(y, min, max) / scale + shift, then floor (shift = 0.5 - offset) or round half to even
  * (shift = -offset), + offset, * scale, all in float32.
  *
+ * tops[0 .. ntop): the ntop largest |x[i]| over i = 0, step, 2 step, ... in descending order
+ * (NaN above +inf, as a sort puts it; fewer than ntop samples leave the rest 0); step >= 1.
+ *
  * Lanes: plain comparisons and the reference add element i to lane i % 8 up to the last whole
  * group of 8 and the rest to lane 0; fake-quant comparisons add element i to lane i % 8. */
 typedef float v8f __attribute__((vector_size(32)));
@@ -159,14 +162,30 @@ static inline double lane_sum4(v4d a, v4d b) {
     return lane_sum(lanes);
 }
 
+/* Keep the `ntop` largest keys seen so far, in descending order, in best[0 .. *filled). */
+static inline void keep_top(uint32_t key, uint32_t *best, int32_t ntop, int32_t *filled) {
+    int32_t j = *filled;
+    if (j == ntop) {
+        if (key <= best[ntop - 1]) return;
+        j = ntop - 1;
+    } else {
+        (*filled)++;
+    }
+    for (; j > 0 && best[j - 1] < key; j--) best[j] = best[j - 1];
+    best[j] = key;
+}
+
 KERNEL void fc_compare(const float *x, int64_t n, float lo, float hi, int32_t nv, const float **ys,
-                       const int32_t *fq, const double *params, double *out) {
+                       const int32_t *fq, const double *params, double *out, int64_t step,
+                       int32_t ntop, float *tops) {
     v4d sxx0 = {0}, sxx1 = {0};
     v8i outside = {0};
     v8f peak = {0};
     struct sums acc[nv > 0 ? nv : 1];
     memset(acc, 0, sizeof acc);
     float yq[BLOCK];
+    uint32_t best[ntop > 0 ? ntop : 1];
+    int32_t filled = 0;
     const int64_t whole = n - n % LANES;
     for (int64_t b0 = 0; b0 < n; b0 += BLOCK) {
         int64_t b1 = b0 + BLOCK < n ? b0 + BLOCK : n;
@@ -185,6 +204,12 @@ KERNEL void fc_compare(const float *x, int64_t n, float lo, float hi, int32_t nv
             outside[0] += (v < lo) | (v > hi);
             float a = fabsf(v);
             peak[0] = a > peak[0] ? a : peak[0];
+        }
+        for (int64_t i = (b0 + step - 1) / step * step; ntop > 0 && i < b1; i += step) {
+            uint32_t key;
+            float a = fabsf(x[i]);
+            memcpy(&key, &a, sizeof key); /* |x| as bits: ordered, NaN above +inf */
+            keep_top(key, best, ntop, &filled);
         }
         for (int32_t t = 0; t < nv; t++) {
             const float *y = ys[t]; /* y[i] for i in [b0, b1) */
@@ -237,6 +262,10 @@ KERNEL void fc_compare(const float *x, int64_t n, float lo, float hi, int32_t nv
     out[0] = lane_sum4(sxx0, sxx1);
     out[1] = (double)total;
     out[2] = top;
+    for (int32_t k = 0; k < ntop; k++) {
+        uint32_t key = k < filled ? best[k] : 0;
+        memcpy(&tops[k], &key, sizeof key);
+    }
     for (int32_t t = 0; t < nv; t++) {
         float m = 0.0f;
         for (int k = 0; k < LANES; k++) m = acc[t].worst[k] > m ? acc[t].worst[k] : m;

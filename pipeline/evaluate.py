@@ -128,12 +128,14 @@ def compare_image(
         x = np.ascontiguousarray(xs[t], dtype=np.float32).ravel()
         which = [v for v, ys in variants.items() if t in ys]
         ys = [np.ascontiguousarray(variants[v][t], dtype=np.float32).ravel() for v in which]
-        c = kernels.compare(x, *ranges[t], ys, [fq.get(v, {}).get(t) for v in which])
+        step, top = _tail_sample(x.size)
+        fqs = [fq.get(v, {}).get(t) for v in which]
+        c = kernels.compare(x, *ranges[t], ys, fqs, top=top, top_step=step)
         comparisons = {
             v: Comparison(s.see, s.syy, s.max_abs, x.size)
             for v, s in zip(which, c.sums, strict=True)
         }
-        return TensorResult(Reference(x, c.sxx, c.outside), comparisons, _tail_ratio(x, c.peak))
+        return TensorResult(Reference(x, c.sxx, c.outside), comparisons, _tail_ratio(c, x.size))
 
     return kernels.each(one, names)
 
@@ -223,25 +225,88 @@ def clip_bounds(e: Encoding) -> tuple[float, float]:
 TAIL_QUANTILE = 0.9999
 
 
-def upper_quantile(values: NDArray[np.float32], q: float) -> float:
-    """The ``q`` quantile of ``values`` by linear interpolation between order statistics
-    (numpy's default method), in float64, from one selection: ``np.quantile`` costs about six
-    times as much for the same two order statistics."""
-    h = (values.size - 1) * q
+def upper_quantile_from_top(top: NDArray[np.float32], n: int, q: float) -> float:
+    """The ``q`` quantile of ``n`` values by linear interpolation between order statistics
+    (numpy's default method), in float64, from ``top``: the values' largest, largest first,
+    at least :func:`top_needed` of them."""
+    h = (n - 1) * q
     k = int(h)
-    part = np.partition(values, k)
-    a = float(part[k])
-    b = float(part[k + 1 :].min()) if k + 1 < values.size else a
+    a = float(top[n - 1 - k])
+    b = float(top[n - 2 - k]) if k + 1 < n else a
     return a + (b - a) * (h - k)
 
 
-def _tail_ratio(x: NDArray[np.float32], peak: float) -> float:
-    """quantile(|x|, 0.9999) / max|x| on a fixed stride of at most ~131k samples (an estimate
-    for the advice on long tails, not a metric); ``peak`` is max |x|."""
-    if peak == 0.0 or not x.size:
+def top_needed(n: int, q: float) -> int:
+    """How many of ``n`` values' largest :func:`upper_quantile_from_top` reads."""
+    return n - int((n - 1) * q)
+
+
+TAIL_SAMPLES = 65_536
+
+
+def _tail_sample(size: int) -> tuple[int, int]:
+    """(stride, top values needed) of the tail-ratio sample of a tensor of ``size`` values:
+    every ``stride``-th value, 64k to 128k of them (all of a smaller tensor)."""
+    step = max(1, size // TAIL_SAMPLES)
+    return step, top_needed(-(-size // step), TAIL_QUANTILE) if size else 0
+
+
+def _tail_ratio(c: kernels.Compared, size: int) -> float:
+    """quantile(|x|, 0.9999) / max|x| over the strided sample :func:`_tail_sample` (an
+    estimate for the advice on long tails, not a metric), from the top values the comparison
+    pass kept."""
+    if c.peak == 0.0 or not size:
         return 1.0
-    sample = np.abs(x[:: max(1, x.size // 65_536)])
-    return upper_quantile(sample, TAIL_QUANTILE) / peak
+    step, _ = _tail_sample(size)
+    return upper_quantile_from_top(c.top, -(-size // step), TAIL_QUANTILE) / c.peak
+
+
+class VariantRuns:
+    """The models evaluation runs on each image, built and opened once.
+
+    ``full`` (oneshot: everything quantized, errors accumulate), ``weights_only`` and
+    ``activations_only`` (attribution, with ``opts.attribution``), ``layerwise`` (each layer fed
+    float inputs, with ``opts.layerwise``). The layerwise model carries the whole float graph
+    beside each layer's quantized copy: its float tensors are the reference, so no separate
+    float run is needed; the layerwise copies' outputs come unquantized, and ``fake_quant``
+    says how :func:`compare_image` quantizes them.
+    """
+
+    def __init__(self, view: ModelView, enc: Encodings, opts: EvalOptions) -> None:
+        self.names = view.kept_tensors
+        self.mode: RoundMode = "half_even" if opts.round_mode == "half_even" else "half_away"
+        self.runners: dict[str, Runner] = {}
+        params_cache: ParamsCache = {}  # weights fake-quantized once for every variant
+        for v in VARIANTS if opts.attribution else VARIANTS[:1]:
+            sim = SimOptions(
+                quantize_weights=v != "activations_only",
+                quantize_activations=v != "weights_only",
+                round_mode=self.mode,
+            )
+            model = build_quantized_model(view, enc, sim, params_cache=params_cache)
+            self.runners[v] = Runner(with_outputs(model, self.names))
+        self.lw_names: dict[str, str] = {}
+        if opts.layerwise:
+            lw_model, self.lw_names = build_layerwise_model(
+                view, enc, self.mode, quantize_outputs=False, params_cache=params_cache
+            )
+            self.ref_runner = Runner(with_outputs(lw_model, self.names))
+        else:
+            self.ref_runner = Runner(with_outputs(view.model, self.names))
+        self.fake_quant = {
+            "layerwise": {t: fake_quant_of(enc.activations[t], self.mode) for t in self.lw_names}
+        }
+
+    def run(
+        self, x: NDArray[np.float32]
+    ) -> tuple[dict[str, NDArray[np.float32]], dict[str, dict[str, NDArray[np.float32]]]]:
+        """(float tensors by kept name, {variant: its tensors by kept name}) for one input."""
+        ref_out = self.ref_runner.run(x, self.names + list(self.lw_names.values()))
+        ref = {t: ref_out[t] for t in self.names}
+        outs = {v: runner.run(x, self.names) for v, runner in self.runners.items()}
+        if self.lw_names:
+            outs["layerwise"] = {t: ref_out[lw] for t, lw in self.lw_names.items()}
+        return ref, outs
 
 
 def run_evaluation(
@@ -252,51 +317,21 @@ def run_evaluation(
     opts: EvalOptions = EvalOptions(),
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, SceneResult]:
-    """Run the float model and each quantized variant on every image; accumulate per scene.
-
-    Variants: ``full`` (oneshot: everything quantized, errors accumulate), ``weights_only`` and
-    ``activations_only`` (attribution), ``layerwise`` (each layer fed float inputs).
-    """
-    names = view.kept_tensors
-    mode: RoundMode = "half_even" if opts.round_mode == "half_even" else "half_away"
-    variants = VARIANTS if opts.attribution else VARIANTS[:1]
-    runners = {}
-    params_cache: ParamsCache = {}  # weights fake-quantized once for every variant
-    for v in variants:
-        sim = SimOptions(
-            quantize_weights=v != "activations_only",
-            quantize_activations=v != "weights_only",
-            round_mode=mode,
-        )
-        model = build_quantized_model(view, enc, sim, params_cache=params_cache)
-        runners[v] = Runner(with_outputs(model, names))
-    # The layerwise model carries the whole float graph beside each layer's quantized copy: its
-    # float tensors are the reference, so no separate float run is needed.
-    lw_names: dict[str, str] = {}
-    if opts.layerwise:
-        lw_model, lw_names = build_layerwise_model(
-            view, enc, mode, quantize_outputs=False, params_cache=params_cache
-        )
-        ref_runner = Runner(with_outputs(lw_model, names))
-    else:
-        ref_runner = Runner(with_outputs(view.model, names))
+    """Run the float model and each quantized variant (:class:`VariantRuns`) on every image;
+    compare every kept tensor and accumulate per scene."""
+    runs = VariantRuns(view, enc, opts)
+    names = runs.names
     decoder = DECODERS.get(opts.decoder)
     ranges = {t: clip_bounds(enc.activations[t]) for t in names}
     results: dict[str, SceneResult] = {}
-    lw_fq = {"layerwise": {t: fake_quant_of(enc.activations[t], mode) for t in lw_names}}
     inner = set(names) - {view.input_name}
     for img in images:
-        x = read_raw(img.raw, tp, view.input_layout)
-        ref_out = ref_runner.run(x, names + list(lw_names.values()))
-        ref = {t: ref_out[t] for t in names}
-        outs = {v: runner.run(x, names) for v, runner in runners.items()}
-        if lw_names:
-            outs["layerwise"] = {t: ref_out[lw] for t, lw in lw_names.items()}
+        ref, outs = runs.run(read_raw(img.raw, tp, view.input_layout))
         res = results.setdefault(img.scene, SceneResult())
         res.images += 1
         for v in outs:
             res.layers.setdefault(v, {t: LayerAcc() for t in outs[v]})
-        tensors = compare_image(ref, ranges, names, outs, lw_fq)
+        tensors = compare_image(ref, ranges, names, outs, runs.fake_quant)
         for t, tr in zip(names, tensors, strict=True):
             for v, c in tr.variants.items():
                 res.layers[v][t].add(tr.ref, c, img.path)
@@ -312,11 +347,11 @@ def run_evaluation(
                     fn({k: outs["full"][k][0] for k in needed}, opts.detection_threshold),
                     img.path,
                 )
-        del outs, ref, ref_out
+        del outs, ref
         if progress:
             progress(1)
     if opts.sensitivity_layers:
-        _sensitivity(view, enc, images, tp, results, opts, mode)
+        _sensitivity(view, enc, images, tp, results, opts, runs.mode)
     return results
 
 

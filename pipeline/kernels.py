@@ -73,7 +73,7 @@ def _lib() -> ctypes.CDLL:
     lib.fc_histogram.restype = ctypes.c_int
     lib.fc_compare.argtypes = [
         _F32, ctypes.c_int64, ctypes.c_float, ctypes.c_float, ctypes.c_int32,
-        ctypes.POINTER(_F32), _I32, _F64, _F64,
+        ctypes.POINTER(_F32), _I32, _F64, _F64, ctypes.c_int64, ctypes.c_int32, _F32,
     ]  # fmt: skip
     lib.fc_compare.restype = None
     return lib
@@ -169,12 +169,14 @@ class Sums:
 @dataclass(frozen=True)
 class Compared:
     """:func:`compare`'s result: the reference's sum of x² (float64), count of x outside
-    [lo, hi], max |x|, and the sums of each compared tensor, in order."""
+    [lo, hi], max |x|, the sums of each compared tensor, in order, and the largest |x| of the
+    strided sample (``x[::top_step]``), largest first."""
 
     sxx: float
     outside: int
     peak: float
     sums: list[Sums]
+    top: NDArray[np.float32]
 
 
 def compare(
@@ -183,11 +185,17 @@ def compare(
     hi: float,
     ys: Sequence[NDArray[np.float32]] = (),
     fake_quant: Sequence[FakeQuant | None] | None = None,
+    top: int = 0,
+    top_step: int = 1,
 ) -> Compared:
     """One pass over reference ``x`` and every tensor compared with it (each ``y`` the same size;
     ``fake_quant[v]``, where given, applied to ``ys[v]`` on the fly): ``x`` is read once, a
-    block at a time, and each ``y`` once."""
+    block at a time, and each ``y`` once. The same pass keeps the ``top`` largest ``|x|`` of
+    ``x[::top_step]`` (NaN above +inf, as a sort places it; zeros where the sample is shorter).
+    """
     nv = len(ys)
+    if top < 0 or top_step < 1:
+        raise ValueError("compare: top must be >= 0 and top_step >= 1")
     fqs = list(fake_quant) if fake_quant is not None else [None] * nv
     if len(fqs) != nv or any(y.size != x.size for y in ys):
         raise ValueError("compare: one fake-quant slot and the reference's size per tensor")
@@ -197,9 +205,10 @@ def compare(
         [p for f in fqs for p in (f.params() if f is not None else [0.0] * 6)] or [0.0], np.float64
     )
     out = np.empty(3 + 3 * nv, np.float64)
+    tops = np.zeros(max(top, 1), np.float32)
     _lib().fc_compare(
         _f32(x), x.size, lo, hi, nv, ptrs, flags.ctypes.data_as(_I32),
-        params.ctypes.data_as(_F64), out.ctypes.data_as(_F64),
+        params.ctypes.data_as(_F64), out.ctypes.data_as(_F64), top_step, top, _f32(tops),
     )  # fmt: skip
     sums = [Sums(*map(float, out[3 + 3 * v : 6 + 3 * v])) for v in range(nv)]
-    return Compared(float(out[0]), int(out[1]), float(out[2]), sums)
+    return Compared(float(out[0]), int(out[1]), float(out[2]), sums, tops[:top])

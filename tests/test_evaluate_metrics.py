@@ -50,11 +50,21 @@ def test_pooled_sqnr_equals_concatenation_and_tracks_worst_image():
 
 @settings(max_examples=200, deadline=None)
 @given(
-    values=arrays(np.float32, st.integers(1, 3000), elements=st.floats(0, 1e6, width=32)),
+    values=arrays(np.float32, st.integers(1, 3000), elements=st.floats(-1e6, 1e6, width=32)),
     q=st.sampled_from([0.0, 0.5, 0.9, 0.9999, 1.0]),
+    step=st.integers(1, 7),
 )
-def test_upper_quantile_is_numpys_linear_quantile(values, q):
-    from pipeline.evaluate import upper_quantile
+def test_quantile_from_the_kept_top_values_is_numpys_linear_quantile(values, q, step):
+    """The comparison pass keeps the largest |x| of x[::step]; the quantile read from them is
+    np.quantile's (linear method) of that sample."""
+    from pipeline import kernels
+    from pipeline.evaluate import top_needed, upper_quantile_from_top
 
-    want = float(np.quantile(values.astype(np.float64), q))
-    assert upper_quantile(values, q) == pytest.approx(want, rel=1e-12, abs=1e-30)
+    sample = np.abs(values[::step]).astype(np.float64)
+    need = top_needed(sample.size, q)
+    c = kernels.compare(values, 0.0, 0.0, top=need, top_step=step)
+    assert list(c.top) == sorted(sample, reverse=True)[:need]
+    want = float(np.quantile(sample, q))
+    assert upper_quantile_from_top(c.top, sample.size, q) == pytest.approx(
+        want, rel=1e-12, abs=1e-30
+    )

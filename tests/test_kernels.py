@@ -87,6 +87,16 @@ def test_reference_sums_count_values_outside_the_range():
     assert outside == 2 and sxx == pytest.approx(float(np.sum(x.astype(np.float64) ** 2)))
 
 
+def test_kept_top_values_follow_a_sort_of_the_strided_sample():
+    """NaN ranks above +inf, as np.sort places it; a short sample leaves zeros."""
+    x = np.array([1.0, np.nan, -3.0, 7.0, -np.inf, 0.5, 2.0], np.float32)
+    top = kernels.compare(x, 0.0, 0.0, top=4).top
+    assert np.isnan(top[0]) and list(top[1:]) == [np.inf, 7.0, 3.0]
+    assert list(kernels.compare(x, 0.0, 0.0, top=4, top_step=3).top) == [7.0, 2.0, 1.0, 0.0]
+    with pytest.raises(ValueError, match="top_step"):
+        kernels.compare(x, 0.0, 0.0, top=1, top_step=0)
+
+
 @pytest.mark.parametrize("mode", ["half_away", "half_even"])
 def test_fake_quant_in_the_kernel_equals_the_graph_chain(mode):
     """Layerwise outputs are fake-quantized inside the comparison pass; bit for bit what the
