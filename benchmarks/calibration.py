@@ -64,8 +64,8 @@ def make_raws(folder: Path, n: int, height: int = H, width: int = W) -> list[Pat
     sources = [_package_dir(p.package) / p.rel for p in PHOTOS]
     out = []
     for i in range(n):
-        with Image.open(sources[i % len(sources)]) as im:
-            im = im.convert("RGB")
+        with Image.open(sources[i % len(sources)]) as src:
+            im = src.convert("RGB")
             w, h = im.size
             cw, ch = int(w * rng.uniform(0.6, 1)), int(h * rng.uniform(0.6, 1))
             x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))

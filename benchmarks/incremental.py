@@ -59,8 +59,8 @@ def add_images(datasets: Path, start: int, count: int, session: str | None = Non
             scene = SCENES[(i // PER_SESSION) % len(SCENES)] if session is None else "night"
             (folder / "sidecar.json").write_text(json.dumps({"scene": scene, "synthetic": True}))
         scene = json.loads((folder / "sidecar.json").read_text())["scene"]
-        with Image.open(sources[i % len(sources)]) as im:
-            im = im.convert("RGB")
+        with Image.open(sources[i % len(sources)]) as src:
+            im = src.convert("RGB")
             w, h = im.size
             cw, ch = int(w * rng.uniform(0.5, 1)), int(h * rng.uniform(0.5, 1))
             x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
