@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import onnx
 import pytest
@@ -17,17 +15,10 @@ from pipeline.quantize import calibrate
 from pipeline.quantize.encoding import dequantize, quantize, tf_encoding
 from pipeline.quantize.simulate import Encodings, SimOptions, build_quantized_model
 from pipeline.runtime import Runner
-from pipeline.tensors import preprocess, write_raw
+from pipeline.tensors import preprocess
+from tests.photos import photo_raws
 
 SMALL = TensorsParams(height=64, width=96)
-
-
-def _photo_raws(photos, folder: Path, tp: TensorsParams, n: int = 3) -> list[Path]:
-    """The first ``n`` demo photographs as ``.raw`` calibration tensors in ``folder``."""
-    raws = [folder / f"{i}.raw" for i in range(n)]
-    for raw, photo in zip(raws, photos, strict=False):
-        write_raw(raw, preprocess(Image.open(photo), tp))
-    return raws
 
 
 def test_prepare_keeps_outputs_identical(centerface_original, centerface):
@@ -143,7 +134,7 @@ def test_activation_fake_quant_matches_numpy(mode):
 
 def test_calibration_cache_reruns_only_new_images(centerface_view, photos, tmp_path):
     tp = SMALL
-    raws = _photo_raws(photos, tmp_path, tp)
+    raws = photo_raws(photos, tmp_path, tp)
     cache = tmp_path / "cache"
     first = calibrate.collect(centerface_view, raws[:2], tp, "m" * 64, cache)
     assert (first.images_run, first.images_cached) == (2, 0)
@@ -166,7 +157,7 @@ def test_histogram_statistics_cached_equal_fresh(centerface_view, photos, tmp_pa
     """enhanced/percentile: with the first image unchanged, adding one runs the model only on it
     and the PDFs equal a fresh run over the same ordered set, bit for bit."""
     tp = SMALL
-    raws = _photo_raws(photos, tmp_path, tp)
+    raws = photo_raws(photos, tmp_path, tp)
     cache = tmp_path / "cache"
     calibrate.collect(centerface_view, raws[:2], tp, "m" * 64, cache, histograms=True)
     again = calibrate.collect(centerface_view, raws, tp, "m" * 64, cache, histograms=True)
@@ -196,7 +187,7 @@ def test_in_graph_ranges_equal_exact_statistics(centerface_view, photos, tmp_pat
     taken as 0; the histogram path measures exact min/max from the activations. Maxima (and
     minima where measured) agree exactly, and so does every tf and symmetric encoding."""
     tp = SMALL
-    raws = _photo_raws(photos, tmp_path, tp)
+    raws = photo_raws(photos, tmp_path, tp)
     view = centerface_view
     ranges = calibrate.collect(view, raws, tp, "m" * 64, None)
     exact = calibrate.collect(view, raws, tp, "m" * 64, None, histograms=True)
@@ -219,7 +210,7 @@ def test_ranges_do_not_depend_on_which_cache_entries_serve(centerface_view, phot
     running the model; its statistics must be the same bytes as a fresh tf run's (a ReLU's
     min is 0 either way; zeros carry no sign), or outputs would change with cache history."""
     tp = SMALL
-    raws = _photo_raws(photos, tmp_path, tp)
+    raws = photo_raws(photos, tmp_path, tp)
     view = centerface_view
     cache = tmp_path / "cache"
     calibrate.collect(view, raws, tp, "m" * 64, cache, histograms=True)
@@ -236,7 +227,7 @@ def test_batched_calibration_equals_one_image_at_a_time(
     centerface_view, photos, tmp_path, histograms
 ):
     tp = SMALL
-    raws = _photo_raws(photos, tmp_path, tp)
+    raws = photo_raws(photos, tmp_path, tp)
     one = calibrate.collect(centerface_view, raws, tp, "m" * 64, None, histograms, batch_size=1)
     two = calibrate.collect(centerface_view, raws, tp, "m" * 64, None, histograms, batch_size=2)
     np.testing.assert_array_equal(one.per_image, two.per_image)

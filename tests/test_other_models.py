@@ -14,7 +14,8 @@ from pipeline.params import QuantizeParams, TensorsParams
 from pipeline.quantize import calibrate
 from pipeline.quantize.simulate import SimOptions, build_quantized_model
 from pipeline.runtime import Runner
-from pipeline.tensors import preprocess, write_raw
+from pipeline.tensors import write_raw
+from tests.photos import photo_raws
 
 
 def _init(name: str, arr: np.ndarray) -> onnx.TensorProto:
@@ -97,10 +98,7 @@ def test_quantize_and_simulate_other_models(nhwc, opset, photos, tmp_path):
     v = model.analyze(m)
     assert v.input_layout == ("NHWC" if nhwc else "NCHW")
     tp = TensorsParams(height=32, width=32, layout="NCHW")
-    raws = []
-    for i in range(3):
-        raws.append(tmp_path / f"{i}.raw")
-        write_raw(raws[-1], preprocess(__import__("PIL.Image").Image.open(photos[i]), tp))
+    raws = photo_raws(photos, tmp_path, tp)
     stats = calibrate.collect(v, raws, tp, "s" * 64, None)
     for bw in (8, 16):
         qp = QuantizeParams(activations={"bitwidth": bw}, weights={"bitwidth": bw})
@@ -198,3 +196,46 @@ def test_histograms_when_a_tensor_is_all_zero_on_the_first_images(tmp_path):
         assert again.pdfs[name].x_left is not None
     # the dark images first, then the bright ones: nothing new runs
     assert calibrate.collect(v, raws, tp, "s" * 64, cache, histograms=True).images_run == 0
+
+
+@pytest.mark.parametrize(("nhwc", "opset"), [(False, 13), (True, 13), (False, 9)])
+def test_evaluation_of_other_models(nhwc, opset, photos, tmp_path):
+    """Every evaluation mode on a model with Gemm/MatMul, BN, ReLU6, NHWC input or an old opset:
+    no decoder, so output-level metrics only; the layerwise copy of the first layer is the
+    oneshot one, and every kept tensor gets every variant."""
+    from pipeline import evaluate
+    from pipeline.params import EvaluateParams
+
+    m = small_model(nhwc, opset)
+    v = model.analyze(model.prepare(m) if opset < 13 else m)
+    tp = TensorsParams(height=32, width=32, layout="NCHW")
+    raws = photo_raws(photos, tmp_path, tp, 4)
+    enc = calibrate.compute_encodings(
+        v, calibrate.collect(v, raws[:2], tp, "s" * 64, None), QuantizeParams()
+    )
+    images = [
+        evaluate.EvalImage(r, f"{s}/{r.name}", s)
+        for r, s in zip(raws, ["day", "night"] * 2, strict=True)
+    ]
+    opts = evaluate.EvalOptions(decoder="none", sensitivity_layers=1)
+    results = evaluate.run_evaluation(v, enc, images, tp, opts)
+    assert sorted(results) == ["day", "night"]
+    inner = [t for t in v.kept_tensors if t != v.input_name]
+    for res in results.values():
+        assert res.images == 2 and res.detections is None
+        for variant in ("full", "weights_only", "activations_only"):
+            assert set(res.layers[variant]) == set(v.kept_tensors)
+        assert set(res.layers["layerwise"]) == set(inner)
+        first = inner[0]
+        assert res.layers["layerwise"][first].sqnr() == pytest.approx(
+            res.layers["full"][first].sqnr(), abs=1e-6
+        )
+        assert 0 < res.layers["full"]["logits"].sqnr() < 200
+    metrics, rows, _ = evaluate.summarize(v, results, EvaluateParams(sensitivity_layers=1))
+    for scene, m_ in metrics.items():
+        assert m_["worst_layer"] in inner and m_["worst_layer_dominant"] in (
+            "weights",
+            "activations",
+        )
+        assert len(m_["sensitivity"]) == 1 and "faces" not in m_
+        assert [r["layer"] for r in rows[scene]] == v.kept_tensors
