@@ -87,22 +87,27 @@ def model_path() -> Path:
 FLOOR_SPINNING = ("default", "stopped")
 
 
-def floor_session(model: Any, spinning: str = "default") -> Callable[[np.ndarray], object]:
-    """Plain inference of ``model`` as a user would run it: an onnxruntime session with every
-    default (all graph optimisations, one thread per core), the model's own outputs only.
-    ``spinning="stopped"`` stops the pool threads spinning when a run returns
-    (``session.force_spinning_stop``): a lone session runs faster with onnxruntime's default,
-    two sessions run one after the other faster without it. Benchmarks time both and keep the
-    faster as the floor."""
+def plain_session(model: Any, spinning: str = "default") -> Any:
+    """An onnxruntime session with every default (all graph optimisations, one thread per
+    core), as a user would open one; ``spinning="stopped"`` stops the pool threads spinning
+    when a run returns (``session.force_spinning_stop``)."""
     import onnxruntime as ort
 
     quiet = ort.SessionOptions()
     quiet.log_severity_level = 3  # logging only
     if spinning == "stopped":
         quiet.add_session_config_entry("session.force_spinning_stop", "1")
-    sess = ort.InferenceSession(
+    return ort.InferenceSession(
         model.SerializeToString(), sess_options=quiet, providers=["CPUExecutionProvider"]
     )
+
+
+def floor_session(model: Any, spinning: str = "default") -> Callable[[np.ndarray], object]:
+    """Plain inference of ``model`` as a user would run it: a :func:`plain_session`, the
+    model's own outputs only. A lone session runs faster with onnxruntime's default spinning,
+    two sessions run one after the other faster without it. Benchmarks time both and keep the
+    faster as the floor."""
+    sess = plain_session(model, spinning)
     name = sess.get_inputs()[0].name
     return lambda x: sess.run(None, {name: x})
 

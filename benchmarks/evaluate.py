@@ -22,9 +22,16 @@ in four configurations:
   target: its cost grows with the number of layers swept, which ``evaluate.sensitivity_layers``
   bounds).
 
-One more row splits the default configuration's cost: its model runs alone
-(``evaluate.VariantRuns``: the same models and sessions, built from scratch, every image run
-through them, nothing compared), so what the comparisons add is the difference.
+Two more rows split the default configuration's cost:
+
+* its model runs alone (``evaluate.VariantRuns``: the same models and sessions, built from
+  scratch, every image run through them, nothing compared), so what the comparisons add is the
+  difference;
+* the bare computations the default cannot do without, each run as the floor's are
+  (``plain_session``, both spinning settings, the faster kept, from scratch): the float model
+  with its layerwise copies (their outputs left in onnxruntime's buffers, not copied), and the
+  full, weights-only and activations-only models with their own outputs only. Nothing is
+  exposed or compared: a lower bound for any implementation of the default's four models.
 
 Encodings come from ``tf`` calibration over the same images. Target (issue 4): the default
 configuration without the sweep at most 3x the floor. Shared VMs drift by tens of percent
@@ -49,11 +56,13 @@ from benchmarks.calibration import (  # noqa: E402
     floor_session,
     make_raws,
     model_path,
+    plain_session,
 )
 
 Run = Callable[[Any], object]
 DEFAULT = "+ layerwise (stage default)"
 RUNS_ONLY = "stage default: its model runs alone, nothing compared"
+BARE = "stage default: its four models bare, as the floor's (lower bound)"
 CONFIGS = {
     "oneshot": {"attribution": False, "layerwise": False, "sensitivity_layers": 0},
     "+ attribution": {"attribution": True, "layerwise": False, "sensitivity_layers": 0},
@@ -77,7 +86,12 @@ def main() -> None:
     from pipeline import evaluate, model
     from pipeline.params import QuantizeParams, TensorsParams
     from pipeline.quantize import calibrate
-    from pipeline.quantize.simulate import SimOptions, build_quantized_model
+    from pipeline.quantize.simulate import (
+        ParamsCache,
+        SimOptions,
+        build_layerwise_model,
+        build_quantized_model,
+    )
     from pipeline.tensors import read_raw
 
     tp = TensorsParams(height=args.height, width=args.width, layout="NCHW")
@@ -106,7 +120,31 @@ def main() -> None:
             for p in raws:
                 runs.run(read_raw(p, tp))
 
+        def bare_computations(spinning: str) -> None:
+            import onnxruntime as ort
+
+            cache: ParamsCache = {}
+            lw_model, _ = build_layerwise_model(
+                view, enc, quantize_outputs=False, params_cache=cache
+            )
+            models = [lw_model] + [
+                build_quantized_model(view, enc, SimOptions(w, a), params_cache=cache)
+                for w, a in ((True, True), (True, False), (False, True))
+            ]
+            sessions = [plain_session(m, spinning) for m in models]
+            feeds = [
+                (s, s.get_inputs()[0].name, [o.name for o in s.get_outputs()]) for s in sessions
+            ]
+            for p in raws:
+                x = read_raw(p, tp)
+                for sess, name, outs in feeds:
+                    sess.run_with_ort_values(outs, {name: ort.OrtValue.ortvalue_from_numpy(x)})
+
         for _ in range(args.repeat):
+            for spinning in FLOOR_SPINNING:
+                t0 = time.perf_counter()
+                bare_computations(spinning)
+                keep(BARE, time.perf_counter() - t0)
             for spinning in FLOOR_SPINNING:  # both count: the floor is the faster
                 t0 = time.perf_counter()  # from scratch, as run_evaluation: build, sessions, runs
                 float_run = floor_session(view.model, spinning)
@@ -135,7 +173,7 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     print(f"| floor (float + quantized pass, from scratch) | {floor:.2f} | 1.00 | |")
     print(f"| warm floor (the same sessions again) | {warm:.2f} | | 1.00 |")
-    for name in [*CONFIGS, RUNS_ONLY]:
+    for name in [*CONFIGS, RUNS_ONLY, BARE]:
         wall = best[name]
         print(f"| {name} | {wall:.2f} | {wall / floor:.2f} | {wall / warm:.2f} |")
 
