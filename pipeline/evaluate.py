@@ -128,7 +128,7 @@ def compare_image(
         x = np.ascontiguousarray(xs[t], dtype=np.float32).ravel()
         which = [v for v, ys in variants.items() if t in ys]
         ys = [np.ascontiguousarray(variants[v][t], dtype=np.float32).ravel() for v in which]
-        step, top = _tail_sample(x.size)
+        step, _, top = _tail_sample(x.size)
         fqs = [fq.get(v, {}).get(t) for v in which]
         c = kernels.compare(x, *ranges[t], ys, fqs, top=top, top_step=step)
         comparisons = {
@@ -244,11 +244,12 @@ def top_needed(n: int, q: float) -> int:
 TAIL_SAMPLES = 65_536
 
 
-def _tail_sample(size: int) -> tuple[int, int]:
-    """(stride, top values needed) of the tail-ratio sample of a tensor of ``size`` values:
-    every ``stride``-th value, 64k to 128k of them (all of a smaller tensor)."""
+def _tail_sample(size: int) -> tuple[int, int, int]:
+    """(stride, samples, top values needed) of the tail-ratio sample of a tensor of ``size``
+    values: every ``stride``-th value, 64k to 128k of them (all of a smaller tensor)."""
     step = max(1, size // TAIL_SAMPLES)
-    return step, top_needed(-(-size // step), TAIL_QUANTILE) if size else 0
+    samples = -(-size // step)
+    return step, samples, top_needed(samples, TAIL_QUANTILE) if size else 0
 
 
 def _tail_ratio(c: kernels.Compared, size: int) -> float:
@@ -257,8 +258,8 @@ def _tail_ratio(c: kernels.Compared, size: int) -> float:
     pass kept."""
     if c.peak == 0.0 or not size:
         return 1.0
-    step, _ = _tail_sample(size)
-    return upper_quantile_from_top(c.top, -(-size // step), TAIL_QUANTILE) / c.peak
+    _, samples, _ = _tail_sample(size)
+    return upper_quantile_from_top(c.top, samples, TAIL_QUANTILE) / c.peak
 
 
 class VariantRuns:
