@@ -115,20 +115,6 @@ static inline __attribute__((always_inline)) void fake_quant_block(
     }
 }
 
-/* A reference tensor x and the tensors compared with it, in one pass over blocks of x.
- *
- * out[0..2]: sum of x^2 (float64), count of x outside [lo, hi], max |x|.
- * For each of the nv compared tensors ys[v], out[3 + 3v ..]: sum of e^2 and of y^2 (float64)
- * and max |e|, e = x - y in float32. Where fq[v] is non-zero, y is first fake-quantized with
- * params[6v ..] = (min, max, scale, shift, offset, half_even) as the simulation graph does it:
- * clip(y, min, max) / scale + shift, then floor (shift = 0.5 - offset) or round half to even
- * (shift = -offset), + offset, * scale, all in float32.
- *
- * tops[0 .. ntop): the ntop largest |x[i]| over i = 0, step, 2 step, ... in descending order
- * (NaN above +inf, as a sort puts it; fewer than ntop samples leave the rest 0); step >= 1.
- *
- * Lanes: plain comparisons and the reference add element i to lane i % 8 up to the last whole
- * group of 8 and the rest to lane 0; fake-quant comparisons add element i to lane i % 8. */
 typedef float v8f __attribute__((vector_size(32)));
 typedef double v4d __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
@@ -175,6 +161,20 @@ static inline void keep_top(uint32_t key, uint32_t *best, int32_t ntop, int32_t 
     best[j] = key;
 }
 
+/* A reference tensor x and the tensors compared with it, in one pass over blocks of x.
+ *
+ * out[0..2]: sum of x^2 (float64), count of x outside [lo, hi], max |x|.
+ * For each of the nv compared tensors ys[v], out[3 + 3v ..]: sum of e^2 and of y^2 (float64)
+ * and max |e|, e = x - y in float32. Where fq[v] is non-zero, y is first fake-quantized with
+ * params[6v ..] = (min, max, scale, shift, offset, half_even) as the simulation graph does it:
+ * clip(y, min, max) / scale + shift, then floor (shift = 0.5 - offset) or round half to even
+ * (shift = -offset), + offset, * scale, all in float32.
+ *
+ * tops[0 .. ntop): the ntop largest |x[i]| over i = 0, step, 2 step, ... in descending order
+ * (NaN above +inf, as a sort puts it; fewer than ntop samples leave the rest 0); step >= 1.
+ *
+ * Lanes: plain comparisons and the reference add element i to lane i % 8 up to the last whole
+ * group of 8 and the rest to lane 0; fake-quant comparisons add element i to lane i % 8. */
 KERNEL void fc_compare(const float *x, int64_t n, float lo, float hi, int32_t nv, const float **ys,
                        const int32_t *fq, const double *params, double *out, int64_t step,
                        int32_t ntop, float *tops) {

@@ -223,6 +223,7 @@ def clip_bounds(e: Encoding) -> tuple[float, float]:
 
 
 TAIL_QUANTILE = 0.9999
+TAIL_SAMPLES = 65_536
 
 
 def upper_quantile_from_top(top: NDArray[np.float32], n: int, q: float) -> float:
@@ -241,22 +242,19 @@ def top_needed(n: int, q: float) -> int:
     return n - int((n - 1) * q)
 
 
-TAIL_SAMPLES = 65_536
-
-
 def _tail_sample(size: int) -> tuple[int, int, int]:
     """(stride, samples, top values needed) of the tail-ratio sample of a tensor of ``size``
     values: every ``stride``-th value, 64k to 128k of them (all of a smaller tensor)."""
     step = max(1, size // TAIL_SAMPLES)
     samples = -(-size // step)
-    return step, samples, top_needed(samples, TAIL_QUANTILE) if size else 0
+    return step, samples, top_needed(samples, TAIL_QUANTILE)
 
 
 def _tail_ratio(c: kernels.Compared, size: int) -> float:
     """quantile(|x|, 0.9999) / max|x| over the strided sample :func:`_tail_sample` (an
     estimate for the advice on long tails, not a metric), from the top values the comparison
     pass kept."""
-    if c.peak == 0.0 or not size:
+    if c.peak == 0.0:  # also an empty tensor
         return 1.0
     _, samples, _ = _tail_sample(size)
     return upper_quantile_from_top(c.top, samples, TAIL_QUANTILE) / c.peak

@@ -122,7 +122,6 @@ def minmax_histogram(
     x: NDArray[np.float32], start: float, width: float, bins: int
 ) -> tuple[tuple[float, float, bool], NDArray[np.int64]]:
     """:func:`minmax` and :func:`histogram` of a non-empty ``x`` from one read of it."""
-    _f32(x)
     keys = np.empty(2, np.int32)
     counts = _histogram(x, start, width, bins, keys)
     return _from_keys(keys), counts

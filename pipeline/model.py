@@ -312,9 +312,11 @@ def _shapes(model: onnx.ModelProto) -> dict[str, tuple[int | None, ...]]:
         return {}
     g = inferred.graph
     return {
-        v.name: tuple(d.dim_value if d.HasField("dim_value") else None for d in dims.dim)
+        v.name: tuple(
+            d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim
+        )
         for v in list(g.value_info) + list(g.input) + list(g.output)
-        if (dims := v.type.tensor_type.shape) and v.type.tensor_type.HasField("shape")
+        if v.type.tensor_type.HasField("shape")
     }
 
 

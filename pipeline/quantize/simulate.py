@@ -151,18 +151,16 @@ def build_quantized_model(
                 key = (op.weight_name, options.round_mode)
                 cached = params_cache.get(key) if params_cache is not None else None
                 if cached is None:
-                    w = fake_quant_per_channel(
-                        w,
-                        _expand(enc.weights[op.weight_name], w.shape[op.axis]),
-                        op.axis,
-                        options.round_mode,
+                    w_enc = _expand(enc.weights[op.weight_name], w.shape[op.axis])
+                    cached = (
+                        fake_quant_per_channel(w, w_enc, op.axis, options.round_mode),
+                        _fake_quant_bias(b, biases[op.bias_name], options.round_mode)
+                        if op.bias_name
+                        else b,
                     )
-                    if op.bias_name:
-                        b = _fake_quant_bias(b, biases[op.bias_name], options.round_mode)
                     if params_cache is not None:
-                        params_cache[key] = (w, b)
-                else:
-                    w, b = cached
+                        params_cache[key] = cached
+                w, b = cached
             w_name = f"{op.weight_name}__sim"
             new_inits.append(numpy_helper.from_array(w, w_name))
             n = onnx.NodeProto()
