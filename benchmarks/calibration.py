@@ -55,9 +55,9 @@ def make_raws(folder: Path, n: int, height: int = H, width: int = W) -> list[Pat
     """``n`` seeded crops of the demo photographs, resized to width x height, as NCHW .raw."""
     from PIL import Image
 
-    from pipeline.demo import PHOTOS, _package_dir
+    from pipeline.data.demo import PHOTOS, _package_dir
+    from pipeline.data.tensors import preprocess, write_raw
     from pipeline.params import TensorsParams
-    from pipeline.tensors import preprocess, write_raw
 
     tp = TensorsParams(height=height, width=width, layout="NCHW", resize="stretch")
     rng = np.random.default_rng(0)
@@ -113,9 +113,9 @@ def floor_session(model: Any, spinning: str = "default") -> Callable[[np.ndarray
 
 
 def run_one(method: str, raws: list[Path]) -> dict[str, float]:
-    from pipeline import model
+    from pipeline.data.tensors import read_raw
+    from pipeline.graph import model
     from pipeline.params import TensorsParams
-    from pipeline.tensors import read_raw
 
     tp = TensorsParams(height=H, width=W, layout="NCHW")
     view = model.analyze(model.load(model_path()))
@@ -125,7 +125,7 @@ def run_one(method: str, raws: list[Path]) -> dict[str, float]:
         for p in raws:
             run(read_raw(p, tp))
     elif method.startswith("fieldcal"):
-        from pipeline.quantize import calibrate  # imported here: the floor pays only for its own
+        from pipeline.calibration import calibrate
 
         calibrate.collect(view, raws, tp, "bench", None, histograms=method.endswith("hist"))
     else:

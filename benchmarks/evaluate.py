@@ -12,8 +12,8 @@ from scratch in each round: the floor builds the simulated model and creates its
 inside its timing, as ``run_evaluation`` builds and creates its own. A second column divides by
 the "warm floor": the same two passes again on the sessions already built and run, so without
 any start-up cost (evaluation is still timed from scratch there). Against them,
-``pipeline.evaluate.run_evaluation`` as the evaluate stage runs it, every kept tensor compared,
-in four configurations:
+``pipeline.analysis.evaluate.run_evaluation`` as the evaluate stage runs it, every kept tensor
+compared, in four configurations:
 
 * ``oneshot``: the full quantized model only;
 * ``+ attribution``: weights-only and activations-only runs added;
@@ -91,16 +91,17 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="rounds; each keeps its best")
     args = ap.parse_args()
 
-    from pipeline import evaluate, model
+    from pipeline.analysis import evaluate
+    from pipeline.calibration import calibrate
+    from pipeline.data.tensors import read_raw
+    from pipeline.graph import model
     from pipeline.params import QuantizeParams, TensorsParams
-    from pipeline.quantize import calibrate
-    from pipeline.quantize.simulate import (
+    from pipeline.quantization.simulate import (
         ParamsCache,
         SimOptions,
         build_layerwise_model,
         build_quantized_model,
     )
-    from pipeline.tensors import read_raw
 
     tp = TensorsParams(height=args.height, width=args.width, layout="NCHW")
     view = model.analyze(model.load(model_path()))

@@ -47,7 +47,7 @@ def add_images(datasets: Path, start: int, count: int, session: str | None = Non
     """Images ``start .. start+count-1``; sessions of 200 unless ``session`` is given."""
     from PIL import Image
 
-    from pipeline.demo import PHOTOS, _package_dir
+    from pipeline.data.demo import PHOTOS, _package_dir
 
     sources = [_package_dir(p.package) / p.rel for p in PHOTOS]
     rng = np.random.default_rng(start)

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def make_jpegs(folder: Path, n: int, start: int = 0) -> list[Path]:
-    from pipeline.demo import PHOTOS, _package_dir
+    from pipeline.data.demo import PHOTOS, _package_dir
 
     sources = [Image.open(_package_dir(p.package) / p.rel).convert("RGB") for p in PHOTOS[:8]]
     folder.mkdir(parents=True, exist_ok=True)
@@ -57,7 +57,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=400)
     ap.add_argument("--add", type=int, default=20)
     args = ap.parse_args()
-    from pipeline.ingest import ingest
+    from pipeline.data.ingest import ingest
     from pipeline.params import IngestParams
 
     with tempfile.TemporaryDirectory(prefix="fieldcal-ingest-") as tmp:

@@ -35,13 +35,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline import model  # noqa: E402
+from pipeline.calibration import calibrate  # noqa: E402
+from pipeline.data.tensors import parse_input_list, read_raw  # noqa: E402
+from pipeline.graph import model  # noqa: E402
+from pipeline.graph.runtime import Runner  # noqa: E402
 from pipeline.params import load_params  # noqa: E402
-from pipeline.quantize import calibrate  # noqa: E402
-from pipeline.quantize.encoding import Encoding, symmetric_encoding, tf_encoding  # noqa: E402
-from pipeline.quantize.histogram import enhanced_encoding, percentile_encoding  # noqa: E402
-from pipeline.runtime import Runner  # noqa: E402
-from pipeline.tensors import parse_input_list, read_raw  # noqa: E402
+from pipeline.quantization.encoding import Encoding, symmetric_encoding, tf_encoding  # noqa: E402
+from pipeline.quantization.histogram import enhanced_encoding, percentile_encoding  # noqa: E402
 
 # libpymo's minimum range in aimet-onnx 2.42: the step is at least FLT_EPS (spec §4.4),
 # fieldcal's quantize.min_range: eps_scale; not QNN's 0.01.

@@ -75,7 +75,7 @@ def demo_init(
     track: Annotated[bool, typer.Option(help="track the data and model with `dvc add`")] = True,
 ) -> None:
     """Lay down the demo model and data (idempotent; never overwrites a file you changed)."""
-    from pipeline import demo
+    from pipeline.data import demo
 
     try:
         p = _load(root, params)
@@ -125,7 +125,7 @@ def demo_run(root: RootOpt = Path("."), params: ParamsOpt | None = None) -> None
 def gate(root: RootOpt = Path("."), params: ParamsOpt | None = None) -> None:
     """Exit 1 with one line per scene under its gate (reads the evaluate stage's metrics)."""
     _, path = _params_and_output(root, params, "evaluate", "metrics.json")
-    from pipeline.evaluate import gate_failures
+    from pipeline.analysis.evaluate import gate_failures
 
     metrics = json.loads(path.read_text(encoding="utf-8"))
     failures = [f for s, m in sorted(metrics["scenes"].items()) for f in gate_failures(s, m)]
@@ -168,7 +168,7 @@ def captures_add(
     params: ParamsOpt | None = None,
 ) -> None:
     """Copy a folder of captures into a new session; report what was added and why not."""
-    from pipeline.captures import add_session
+    from pipeline.data.captures import add_session
 
     try:
         p = _load(root, params)
@@ -239,7 +239,7 @@ def scenes_set(
     params: ParamsOpt | None = None,
 ) -> None:
     """Set the scene of every image matching PATTERN, in its folder's sidecar.json."""
-    from pipeline.scenes import set_scene
+    from pipeline.data.scenes import set_scene
 
     try:
         p = _load(root, params)
@@ -256,7 +256,7 @@ def coverage_cmd(
     params: ParamsOpt | None = None,
 ) -> None:
     """Does SESSION fit the current encodings? requantize yes/no per scene, with the reason."""
-    from pipeline.coverage import session_report
+    from pipeline.analysis.coverage import session_report
 
     try:
         p = _load(root, params)
@@ -303,7 +303,7 @@ def curate_cmd(
     """What curation picks with the current params, and why (--dry-run writes nothing)."""
     import pyarrow.parquet as pq
 
-    from pipeline import curate as curate_mod
+    from pipeline.data import curate as curate_mod
 
     p, path = _params_and_output(root, params, "ingest", "manifest.parquet")
     table = curate_mod.curate(pq.read_table(path), p.curate)
@@ -328,7 +328,7 @@ def encodings_diff(
 ) -> None:
     """Tensors whose range, scale or offset moved between two encodings files, by size."""
     from pipeline.atomic import write_json
-    from pipeline.quantize import encodings_json
+    from pipeline.quantization import encodings_json
 
     try:
         changes, only_a, only_b = encodings_json.diff(

@@ -226,7 +226,7 @@ class RemediesParams(_Section):
 
 
 class StabilityParams(_Section):
-    """How many calibration images are enough (pipeline/quantize/stability.py)."""
+    """How many calibration images are enough (pipeline/analysis/stability.py)."""
 
     sizes: tuple[Annotated[int, Field(ge=1)], ...] = (8, 16, 32, 64, 128, 256, 500, 1000)
     repeats: int = Field(default=3, ge=1, le=20)  # seeded draws per size for the scale curve

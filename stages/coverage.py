@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pipeline import coverage
+from pipeline.analysis import coverage
 from pipeline.atomic import write_json
 from pipeline.params import Params
 from pipeline.stage import run

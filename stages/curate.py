@@ -3,7 +3,7 @@ unused.parquet (every other file and why)."""
 
 import pyarrow.parquet as pq
 
-from pipeline import curate
+from pipeline.data import curate
 from pipeline.params import Params
 from pipeline.stage import run
 

@@ -4,12 +4,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipeline import advice, evaluate, model
+from pipeline.analysis import advice, evaluate
 from pipeline.atomic import write_json
 from pipeline.errors import GateError
+from pipeline.graph import model
 from pipeline.params import Params
 from pipeline.progress import progress
-from pipeline.quantize import encodings_json
+from pipeline.quantization import encodings_json
 from pipeline.stage import run
 
 

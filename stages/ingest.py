@@ -2,8 +2,8 @@
 
 from collections import Counter
 
-from pipeline import ingest
 from pipeline.atomic import write_json, write_parquet
+from pipeline.data import ingest
 from pipeline.params import Params
 from pipeline.stage import run
 

@@ -4,12 +4,14 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipeline import model, qnn
 from pipeline.atomic import write_json
+from pipeline.backends import qnn_sdk as qnn
+from pipeline.calibration import calibrate
 from pipeline.errors import PipelineError
+from pipeline.graph import model
 from pipeline.params import Params
 from pipeline.progress import progress
-from pipeline.quantize import calibrate, encodings_json
+from pipeline.quantization import encodings_json
 from pipeline.stage import run
 
 

@@ -6,11 +6,12 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from pipeline import model, remedies
+from pipeline.analysis import remedies
+from pipeline.analysis.evaluate import EvalImage
 from pipeline.atomic import write_json
-from pipeline.evaluate import EvalImage
+from pipeline.graph import model
 from pipeline.params import Params
-from pipeline.quantize import encodings_json
+from pipeline.quantization import encodings_json
 from pipeline.stage import run
 
 

@@ -4,11 +4,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipeline import model
+from pipeline.analysis import stability
+from pipeline.analysis.evaluate import EvalImage
 from pipeline.atomic import write_json, write_text
-from pipeline.evaluate import EvalImage
+from pipeline.calibration import calibrate
+from pipeline.graph import model
 from pipeline.params import Params
-from pipeline.quantize import calibrate, stability
 from pipeline.stage import run
 
 

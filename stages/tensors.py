@@ -2,8 +2,9 @@
 
 import pyarrow.parquet as pq
 
-from pipeline import model, tensors
 from pipeline.atomic import write_parquet
+from pipeline.data import tensors
+from pipeline.graph import model
 from pipeline.params import Params
 from pipeline.progress import progress
 from pipeline.stage import run

@@ -8,7 +8,7 @@ import onnx
 import pytest
 from hypothesis import settings
 
-from pipeline import model
+from pipeline.graph import model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,6 +41,6 @@ def centerface_view(centerface: Path) -> model.ModelView:
 @pytest.fixture(scope="session")
 def photos() -> list[Path]:
     """A few real photographs shipped inside installed wheels."""
-    from pipeline.demo import PHOTOS, _package_dir
+    from pipeline.data.demo import PHOTOS, _package_dir
 
     return [_package_dir(p.package) / p.rel for p in PHOTOS]

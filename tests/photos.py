@@ -6,8 +6,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from pipeline.data.tensors import preprocess, write_raw
 from pipeline.params import TensorsParams
-from pipeline.tensors import preprocess, write_raw
 
 
 def photo_raws(photos: list[Path], folder: Path, tp: TensorsParams, n: int = 3) -> list[Path]:

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from pipeline.captures import add_session
 from pipeline.cli import app
+from pipeline.data.captures import add_session
 from pipeline.errors import DataError
 from pipeline.params import IngestParams
 
@@ -101,7 +101,7 @@ def test_cli_add_then_scenes_set_then_curate_dry_run(setup):
     assert bad.exit_code == 1 and "inside datasets" in bad.output
     # manifest, then a dry run that writes nothing
     from pipeline.atomic import write_parquet
-    from pipeline.ingest import ingest
+    from pipeline.data.ingest import ingest
 
     write_parquet(
         root / "out/ingest/manifest.parquet",

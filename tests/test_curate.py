@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from pipeline.curate import curate
-from pipeline.ingest import MANIFEST_SCHEMA
+from pipeline.data.curate import curate
+from pipeline.data.ingest import MANIFEST_SCHEMA
 from pipeline.params import CurateParams
 
 

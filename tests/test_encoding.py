@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.quantize.encoding import (
+from pipeline.quantization.encoding import (
     dequantize,
     fake_quant_per_channel,
     from_min_max,

@@ -6,9 +6,9 @@ import pytest
 
 from pipeline.atomic import dumps_json
 from pipeline.errors import DataError
-from pipeline.quantize import encodings_json
-from pipeline.quantize.encoding import symmetric_encoding, tf_encoding
-from pipeline.quantize.simulate import Encodings
+from pipeline.quantization import encodings_json
+from pipeline.quantization.encoding import symmetric_encoding, tf_encoding
+from pipeline.quantization.simulate import Encodings
 
 
 @pytest.fixture

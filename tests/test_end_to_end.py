@@ -15,8 +15,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from pipeline.ingest import MANIFEST_SCHEMA
-from pipeline.model import analyze
+from pipeline.data.ingest import MANIFEST_SCHEMA
+from pipeline.graph.model import analyze
 from tests.projects import BIN, STAGES, env, make_project, repro, run
 
 pytestmark = pytest.mark.slow

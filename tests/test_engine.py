@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import coverage, model
+from pipeline.analysis import coverage
+from pipeline.calibration import calibrate
+from pipeline.data.ingest import ingest
+from pipeline.data.tensors import preprocess, write_raw
 from pipeline.engine import map_ordered
-from pipeline.ingest import ingest
+from pipeline.graph import model
 from pipeline.params import ComputeParams, IngestParams, QuantizeParams, TensorsParams
-from pipeline.quantize import calibrate, encodings_json
-from pipeline.tensors import preprocess, write_raw
+from pipeline.quantization import encodings_json
 
 distributed = pytest.importorskip("distributed")
 

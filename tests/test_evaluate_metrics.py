@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from pipeline.evaluate import Comparison, LayerAcc, Reference, cosine, sqnr_db
+from pipeline.analysis.evaluate import Comparison, LayerAcc, Reference, cosine, sqnr_db
 
 
 def test_sqnr_reference_definition():
@@ -57,8 +57,8 @@ def test_pooled_sqnr_equals_concatenation_and_tracks_worst_image():
 def test_quantile_from_the_kept_top_values_is_numpys_linear_quantile(values, q, step):
     """The comparison pass keeps the largest |x| of x[::step]; the quantile read from them is
     np.quantile's (linear method) of that sample."""
-    from pipeline import kernels
-    from pipeline.evaluate import top_needed, upper_quantile_from_top
+    from pipeline.analysis.evaluate import top_needed, upper_quantile_from_top
+    from pipeline.native import kernels
 
     sample = np.abs(values[::step]).astype(np.float64)
     need = top_needed(sample.size, q)

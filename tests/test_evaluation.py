@@ -9,14 +9,15 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from pipeline import advice, detect, evaluate
+from pipeline.analysis import advice, detect, evaluate
+from pipeline.calibration import calibrate
 from pipeline.cli import app
-from pipeline.model import with_outputs
+from pipeline.data.tensors import preprocess, read_raw, write_raw
+from pipeline.graph.model import with_outputs
+from pipeline.graph.runtime import Runner
 from pipeline.params import EvaluateParams, Gate, QuantizeParams, TensorsParams
-from pipeline.quantize import calibrate, encodings_json
-from pipeline.quantize.simulate import build_layerwise_model
-from pipeline.runtime import Runner
-from pipeline.tensors import preprocess, read_raw, write_raw
+from pipeline.quantization import encodings_json
+from pipeline.quantization.simulate import build_layerwise_model
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +105,7 @@ def test_gate_scene_default_and_floor():
 def test_gate_failures_name_metric_value_threshold_and_layer():
     from onnx import TensorProto, helper
 
-    from pipeline import model as M
+    from pipeline.graph import model as M
 
     g = helper.make_graph(
         [helper.make_node("Relu", ["x"], ["y"])],
@@ -158,7 +159,7 @@ def test_fieldcal_gate_cli(tmp_path):
 def test_advice_flags_standalone_bn_channels_and_spread():
     from onnx import TensorProto, helper, numpy_helper
 
-    from pipeline import model as M
+    from pipeline.graph import model as M
 
     rng = np.random.default_rng(0)
     w = rng.normal(size=(24, 3, 3, 3)).astype(np.float32) * 0.01
@@ -216,7 +217,7 @@ def test_metrics_do_not_depend_on_thread_counts(centerface_view, calibrated, mon
     so one thread (onnxruntime and kernels) gives the same bytes as every core."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from pipeline import kernels
+    from pipeline.native import kernels
 
     tp, raws, enc = calibrated
     images = [evaluate.EvalImage(r, f"img{i}", "day") for i, r in enumerate(raws[:2])]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.quantize.histogram import (
+from pipeline.quantization.histogram import (
     PDF_SIZE,
     Pdf,
     bin_counts,

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipeline.data.ingest import MANIFEST_SCHEMA, ingest
 from pipeline.errors import DataError
-from pipeline.ingest import MANIFEST_SCHEMA, ingest
 from pipeline.params import IngestParams
 
 

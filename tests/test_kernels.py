@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from pipeline import kernels
+from pipeline.native import kernels
 
 FLOATS = st.floats(-1e6, 1e6, allow_nan=False, width=32)
 
@@ -103,10 +103,10 @@ def test_fake_quant_in_the_kernel_equals_the_graph_chain(mode):
     simulation graph's chain gives on onnxruntime."""
     from onnx import TensorProto, helper
 
-    from pipeline.evaluate import Comparison, Reference, fake_quant_of
-    from pipeline.quantize.encoding import tf_encoding
-    from pipeline.quantize.simulate import _fq_nodes
-    from pipeline.runtime import Runner
+    from pipeline.analysis.evaluate import Comparison, Reference, fake_quant_of
+    from pipeline.graph.runtime import Runner
+    from pipeline.quantization.encoding import tf_encoding
+    from pipeline.quantization.simulate import _fq_nodes
 
     e = tf_encoding(-1.3, 2.7)
     inits: list = []

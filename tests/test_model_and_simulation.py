@@ -8,14 +8,14 @@ import pytest
 from onnx import TensorProto, helper
 from PIL import Image
 
-from pipeline import model
+from pipeline.calibration import calibrate
+from pipeline.data.tensors import preprocess
 from pipeline.errors import ModelError
+from pipeline.graph import model
+from pipeline.graph.runtime import Runner
 from pipeline.params import QuantizeParams, TensorsParams
-from pipeline.quantize import calibrate
-from pipeline.quantize.encoding import dequantize, quantize, tf_encoding
-from pipeline.quantize.simulate import Encodings, SimOptions, build_quantized_model
-from pipeline.runtime import Runner
-from pipeline.tensors import preprocess
+from pipeline.quantization.encoding import dequantize, quantize, tf_encoding
+from pipeline.quantization.simulate import Encodings, SimOptions, build_quantized_model
 from tests.photos import photo_raws
 
 SMALL = TensorsParams(height=64, width=96)

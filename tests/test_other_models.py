@@ -8,13 +8,13 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from pipeline import model
+from pipeline.calibration import calibrate
+from pipeline.data.tensors import write_raw
 from pipeline.errors import ModelError
+from pipeline.graph import model
+from pipeline.graph.runtime import Runner
 from pipeline.params import QuantizeParams, TensorsParams
-from pipeline.quantize import calibrate
-from pipeline.quantize.simulate import SimOptions, build_quantized_model
-from pipeline.runtime import Runner
-from pipeline.tensors import write_raw
+from pipeline.quantization.simulate import SimOptions, build_quantized_model
 from tests.photos import photo_raws
 
 
@@ -105,7 +105,7 @@ def test_quantize_and_simulate_other_models(nhwc, opset, photos, tmp_path):
         enc = calibrate.compute_encodings(v, stats, qp)
         assert len(enc.weights["fc_w"]) == 16 and len(enc.weights["mm_w"]) == 4  # per channel
         assert "mm_w__bias" not in enc.biases and set(enc.biases) == {"bn_b", "b2", "fc_b"}
-        x = __import__("pipeline.tensors", fromlist=["read_raw"]).read_raw(
+        x = __import__("pipeline.data.tensors", fromlist=["read_raw"]).read_raw(
             raws[0], tp, v.input_layout
         )
         ref = Runner(v.model).run(x)["logits"]
@@ -203,7 +203,7 @@ def test_evaluation_of_other_models(nhwc, opset, photos, tmp_path):
     """Every evaluation mode on a model with Gemm/MatMul, BN, ReLU6, NHWC input or an old opset:
     no decoder, so output-level metrics only; the layerwise copy of the first layer is the
     oneshot one, and every kept tensor gets every variant."""
-    from pipeline import evaluate
+    from pipeline.analysis import evaluate
     from pipeline.params import EvaluateParams
 
     m = small_model(nhwc, opset)

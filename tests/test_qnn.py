@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import qnn
+from pipeline.backends import qnn_sdk as qnn
 from pipeline.errors import DataError
 from pipeline.params import QuantizeParams
 

@@ -7,9 +7,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from pipeline.analysis import stability
+from pipeline.calibration import calibrate
 from pipeline.params import QuantizeParams, StabilityParams
-from pipeline.quantize import calibrate, stability
-from pipeline.quantize.observers import MinMax
+from pipeline.quantization.observers import MinMax
 
 
 @pytest.fixture(scope="module")

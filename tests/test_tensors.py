@@ -4,9 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.errors import DataError
-from pipeline.params import TensorsParams
-from pipeline.tensors import (
+from pipeline.data.tensors import (
     format_input_list,
     parse_input_list,
     preprocess,
@@ -14,6 +12,8 @@ from pipeline.tensors import (
     read_raw,
     write_raw,
 )
+from pipeline.errors import DataError
+from pipeline.params import TensorsParams
 
 
 def _img(w: int, h: int) -> Image.Image:

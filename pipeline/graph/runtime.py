@@ -24,7 +24,7 @@ class Runner:
     by default (NCHWc convolutions, Conv+activation fusion). Measured on the demo's variants
     at 640x480: 1.3-1.5x faster than ``"basic"`` for the full and layerwise models, 1.6x for
     activations-only, 2.4-3.2x for weights-only. That is safe for simulation because fieldcal's
-    fake-quant chains use no QuantizeLinear/DequantizeLinear (pipeline/quantize/simulate.py),
+    fake-quant chains use no QuantizeLinear/DequantizeLinear (pipeline/quantization/simulate.py),
     so there is no QDQ pattern for onnxruntime to fuse into integer kernels (design notes);
     the float reference and the quantized variants run the same convolution kernels.
     ``"basic"`` and ``"none"`` remain for checks against the unoptimised graph.

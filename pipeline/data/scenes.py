@@ -42,14 +42,14 @@ def set_scene(datasets: Path, pattern: str, scene: str, extensions: tuple[str, .
     from fnmatch import fnmatchcase
 
     from pipeline.atomic import write_json
+    from pipeline.data.sidecars import SIDECAR_NAME, read_sidecar
     from pipeline.errors import DataError
     from pipeline.params import parse_params
-    from pipeline.sidecar import SIDECAR_NAME, read_sidecar
 
     if pattern.startswith("/") or ".." in pattern.split("/"):
         raise DataError(f"pattern {pattern!r} must stay inside datasets/ (no '/' prefix, no '..')")
     parse_params({"curate": {"calibration": {scene: 0}}})  # the scene-name rule, one message
-    from pipeline.ingest import nearest_sidecar
+    from pipeline.data.ingest import nearest_sidecar
 
     seen: dict[Path, object] = {}
     changed: dict[Path, list[str]] = {}

@@ -19,8 +19,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from pipeline.atomic import write_json
+from pipeline.data.ingest import MANIFEST_SCHEMA, _sha256, decode, hamming
 from pipeline.errors import DataError
-from pipeline.ingest import MANIFEST_SCHEMA, _sha256, decode, hamming
 from pipeline.params import IngestParams
 
 SESSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")

@@ -1,4 +1,4 @@
-"""Single-pass reductions over activation tensors, in C (``pipeline/_kernels.c``).
+"""Single-pass reductions over activation tensors, in C (``pipeline/native/_kernels.c``).
 
 Calibration and evaluation read every activation of every image; numpy needs one pass (and
 often a temporary) per quantity, and its ``bincount`` alone costs more than the model. Each
@@ -62,7 +62,7 @@ def _lib() -> ctypes.CDLL:
         raise ImportError(
             f"fieldcal's compiled kernels are missing from {here} (no _kernels*.so): install "
             "the package with pip (`pip install -e .` in a checkout), which compiles "
-            "pipeline/_kernels.c; that needs a C compiler (gcc or clang)"
+            "pipeline/native/_kernels.c; that needs a C compiler (gcc or clang)"
         )
     lib = ctypes.CDLL(str(path))
     lib.fc_minmax.argtypes = [_I32, ctypes.c_int64, _I32]
@@ -140,7 +140,7 @@ def _histogram(
 @dataclass(frozen=True)
 class FakeQuant:
     """Fake-quantize a compared tensor before comparing it: the simulation graph's chain
-    (:func:`pipeline.quantize.simulate._fq_nodes`) ``clip(y, min, max) / scale + shift``, then
+    (:func:`pipeline.quantization.simulate._fq_nodes`) ``clip(y, min, max) / scale + shift``, then
     floor (``shift = 0.5 - offset``, half away) or round half to even (``shift = -offset``),
     ``+ offset``, ``* scale``, in float32."""
 

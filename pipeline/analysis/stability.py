@@ -26,12 +26,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from pipeline.evaluate import EvalImage, oneshot_metrics
-from pipeline.model import ModelView
+from pipeline.analysis.evaluate import EvalImage, oneshot_metrics
+from pipeline.calibration.calibrate import Statistics, compute_encodings
+from pipeline.graph.model import ModelView
 from pipeline.params import EvaluateParams, QuantizeParams, StabilityParams, TensorsParams
-from pipeline.quantize.calibrate import Statistics, compute_encodings
-from pipeline.quantize.observers import MinMax
-from pipeline.quantize.simulate import Encodings
+from pipeline.quantization.observers import MinMax
+from pipeline.quantization.simulate import Encodings
 
 Evaluate = Callable[[Encodings], tuple[float, float]]  # encodings -> (output SQNR dB, cosine)
 

@@ -25,12 +25,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline.evaluate import EvalImage, gate_failures, gate_for, oneshot_metrics
-from pipeline.model import ModelView
+from pipeline.analysis.evaluate import EvalImage, gate_failures, gate_for, oneshot_metrics
+from pipeline.calibration import calibrate
+from pipeline.graph.model import ModelView
 from pipeline.params import EvaluateParams, QuantizeParams, TensorsParams
-from pipeline.quantize import calibrate
-from pipeline.quantize.encoding import tf_encoding
-from pipeline.quantize.simulate import Encodings
+from pipeline.quantization.encoding import tf_encoding
+from pipeline.quantization.simulate import Encodings
 
 
 @dataclass(frozen=True)

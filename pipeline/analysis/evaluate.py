@@ -26,21 +26,21 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from pipeline import kernels
-from pipeline.detect import DECODERS, Agreement
+from pipeline.analysis.detect import DECODERS, Agreement
+from pipeline.data.tensors import read_raw
 from pipeline.errors import ParamsError
-from pipeline.model import ModelView, with_outputs
+from pipeline.graph.model import ModelView, with_outputs
+from pipeline.graph.runtime import Runner
+from pipeline.native import kernels
 from pipeline.params import EvaluateParams, Gate, QuantizeParams, TensorsParams
-from pipeline.quantize.encoding import Encoding, RoundMode
-from pipeline.quantize.simulate import (
+from pipeline.quantization.encoding import Encoding, RoundMode
+from pipeline.quantization.simulate import (
     Encodings,
     ParamsCache,
     SimOptions,
     build_layerwise_model,
     build_quantized_model,
 )
-from pipeline.runtime import Runner
-from pipeline.tensors import read_raw
 
 EPS = float(np.finfo(np.float64).eps)
 VARIANTS = ("full", "weights_only", "activations_only")
@@ -79,7 +79,7 @@ class Comparison:
     """One quantized tensor against its reference: the sums one pass over both gives.
 
     Differences in float32 (exact for nearby values, else within 2^-24 relative), every sum
-    accumulated in float64 in a fixed order (:mod:`pipeline.kernels`): the same on every
+    accumulated in float64 in a fixed order (:mod:`pipeline.native.kernels`): the same on every
     machine, thread count and engine."""
 
     see: float  # sum (x - y)^2
@@ -119,7 +119,7 @@ def compare_image(
     fake_quant: Mapping[str, Mapping[str, kernels.FakeQuant]] | None = None,
 ) -> list[TensorResult]:
     """Every variant's tensors against the float ones, in one pass per tensor
-    (:func:`pipeline.kernels.compare`: each float tensor read once, each variant's once),
+    (:func:`pipeline.native.kernels.compare`: each float tensor read once, each variant's once),
     tensors in parallel, results in ``names`` order. A variant covers the tensors it has;
     ``fake_quant[variant][tensor]``, where given, is applied to that variant's tensor first."""
     fq = fake_quant or {}

@@ -32,12 +32,12 @@ from PIL import Image
 
 from pipeline import engine
 from pipeline.atomic import write_json
-from pipeline.model import ModelView, with_outputs
+from pipeline.data.tensors import preprocess, to_layout
+from pipeline.graph.model import ModelView, with_outputs
+from pipeline.graph.runtime import Runner
 from pipeline.params import ComputeParams, CoverageParams, PathsParams, TensorsParams
-from pipeline.quantize.encoding import Encoding, dequantize, quantize
-from pipeline.quantize.simulate import Encodings
-from pipeline.runtime import Runner
-from pipeline.tensors import preprocess, to_layout
+from pipeline.quantization.encoding import Encoding, dequantize, quantize
+from pipeline.quantization.simulate import Encodings
 
 
 def dot64(a: NDArray[np.floating], b: NDArray[np.floating]) -> float:
@@ -144,8 +144,8 @@ def _stamp(path: Path) -> tuple[str, int, int]:
 def _loaded(
     model_key: tuple[str, int, int], fold_batchnorm: bool, enc_key: tuple[str, int, int]
 ) -> tuple[ModelView, Encodings, list[str], Runner]:
-    from pipeline import model
-    from pipeline.quantize import encodings_json
+    from pipeline.graph import model
+    from pipeline.quantization import encodings_json
 
     view = model.analyze(model.load(Path(model_key[0])), fold_batchnorm)
     enc_path = Path(enc_key[0])
@@ -287,10 +287,10 @@ def session_report(
     run through the model."""
     import pyarrow.parquet as pq
 
-    from pipeline import model
-    from pipeline.curate import rank_key
-    from pipeline.quantize import encodings_json
-    from pipeline.tensors import read_raw, spec_key
+    from pipeline.data.curate import rank_key
+    from pipeline.data.tensors import read_raw, spec_key
+    from pipeline.graph import model
+    from pipeline.quantization import encodings_json
 
     out_dir = root / paths.out
     model_file = root / model_path

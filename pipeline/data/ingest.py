@@ -22,10 +22,10 @@ from PIL import Image, UnidentifiedImageError
 
 from pipeline import engine
 from pipeline.atomic import write_json
+from pipeline.data.scenes import AUTO_RULE, LumaStats, auto_scene
+from pipeline.data.sidecars import SIDECAR_NAME, Sidecar, read_sidecar
 from pipeline.errors import DataError
 from pipeline.params import ComputeParams, IngestParams
-from pipeline.scenes import AUTO_RULE, LumaStats, auto_scene
-from pipeline.sidecar import SIDECAR_NAME, Sidecar, read_sidecar
 
 DECODER_VERSION = "3"  # bump when decode/statistics change, to invalidate the cache
 METADATA_FILES = {SIDECAR_NAME, "README.md", ".gitignore", ".gitkeep"}
@@ -95,7 +95,7 @@ def hamming(a: str, b: str) -> int:
 
 
 def _luma_stats(img: Image.Image, size: int) -> tuple[dict[str, float], str]:
-    from pipeline.tensors import to_rgb
+    from pipeline.data.tensors import to_rgb
 
     rgb = to_rgb(img)
     rgb.thumbnail((size, size), Image.Resampling.BILINEAR)

@@ -1,4 +1,4 @@
-/* Single-pass reductions over activation tensors: see pipeline/kernels.py, which loads this
+/* Single-pass reductions over activation tensors: see pipeline/native/kernels.py, which loads this
  * file's shared library with ctypes and documents every function.
  *
  * Determinism: float64 sums run over LANES fixed lanes in a fixed order, then the lanes are

@@ -8,16 +8,16 @@ preprocessing) and the model's hash, under ``<cache>/stats``:
 * ranges for ``tf`` and ``symmetric``: each tensor's max and, unless it is nonnegative by
   construction (ReLU, Clip from 0: its min is recorded as that bound, 0), its min, reduced
   inside onnxruntime so no activation leaves the runtime
-  (:func:`pipeline.model.with_range_outputs`).
+  (:func:`pipeline.graph.model.with_range_outputs`).
   Ranges merge exactly and in any order, so a run over cached + new images equals a fresh run.
   Recording 0 for a ReLU output changes no encoding: both modes widen the range to contain 0;
 * exact min/max plus 3 x 512-bin histograms for ``enhanced`` and ``percentile``
-  (:mod:`pipeline.quantize.histogram`), from one pass over each activation
-  (:func:`pipeline.kernels.histogram`). A tensor's histogram support is fixed, as in libpymo, by
-  the first calibration image (in input-list order) on which it is not all zero, and comes from
-  that image's cached min/max, so histograms of unchanged images stay valid while that image is
-  unchanged. The PDF is the mean of the per-image PDFs in input-list order, so cached and fresh
-  runs give the same bytes.
+  (:mod:`pipeline.quantization.histogram`), from one pass over each activation
+  (:func:`pipeline.native.kernels.histogram`). A tensor's histogram support is fixed, as in
+  libpymo, by the first calibration image (in input-list order) on which it is not all zero,
+  and comes from that image's cached min/max, so histograms of unchanged images stay valid
+  while that image is unchanged. The PDF is the mean of the per-image PDFs in input-list order,
+  so cached and fresh runs give the same bytes.
 
 Memory is bounded by one batch of activations, never by the number of images.
 """
@@ -32,28 +32,28 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from pipeline import kernels
 from pipeline.atomic import atomic_path
+from pipeline.data.tensors import read_raw
 from pipeline.errors import DataError, NoStatisticsError
-from pipeline.model import ModelView, with_outputs, with_range_outputs
+from pipeline.graph.model import ModelView, with_outputs, with_range_outputs
+from pipeline.graph.runtime import Runner
+from pipeline.native import kernels
 from pipeline.params import QuantizeParams, TensorsParams
-from pipeline.quantize.encoding import (
+from pipeline.quantization.encoding import (
     Encoding,
     adjusted_encoding,
     symmetric_encoding,
     tf_encoding,
 )
-from pipeline.quantize.histogram import (
+from pipeline.quantization.histogram import (
     PDF_SIZE,
     Pdf,
     enhanced_encoding,
     percentile_encoding,
     support_of,
 )
-from pipeline.quantize.observers import MinMax
-from pipeline.quantize.simulate import Encodings, bias_encodings
-from pipeline.runtime import Runner
-from pipeline.tensors import read_raw
+from pipeline.quantization.observers import MinMax
+from pipeline.quantization.simulate import Encodings, bias_encodings
 
 STATS_VERSION = "4"  # 4: in-graph ranges check for NaN (3 missed one not first)
 

@@ -21,8 +21,8 @@ import onnx
 from numpy.typing import NDArray
 from onnx import helper, numpy_helper
 
-from pipeline.model import ModelView, WeightedOp
-from pipeline.quantize.encoding import (
+from pipeline.graph.model import ModelView, WeightedOp
+from pipeline.quantization.encoding import (
     Encoding,
     RoundMode,
     dequantize,
@@ -255,7 +255,7 @@ def build_layerwise_model(
 
     ``quantize_outputs=False`` leaves the clones' outputs unquantized, for a consumer that
     applies the output's fake-quant itself (evaluate does, inside its comparison pass:
-    :func:`pipeline.kernels.compare`); nothing in the graph reads them.
+    :func:`pipeline.native.kernels.compare`); nothing in the graph reads them.
 
     Returns the model and {kept tensor: name of its layerwise output}.
     """

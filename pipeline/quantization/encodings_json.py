@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import DataError
-from pipeline.model import ModelView
-from pipeline.quantize.encoding import Encoding, from_min_max, from_scale_offset
-from pipeline.quantize.simulate import Encodings
+from pipeline.graph.model import ModelView
+from pipeline.quantization.encoding import Encoding, from_min_max, from_scale_offset
+from pipeline.quantization.simulate import Encodings
 
 
 def _entry_1_0_0(name: str, encs: list[Encoding], per_channel: bool) -> dict[str, Any]:

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from pipeline import kernels
-from pipeline.quantize.encoding import Encoding, round_half_away, tf_encoding
+from pipeline.native import kernels
+from pipeline.quantization.encoding import Encoding, round_half_away, tf_encoding
 
 BASE_BINS = 512
 PDF_SIZE = 3 * BASE_BINS
@@ -116,7 +116,7 @@ def support_of(lo: float, hi: float) -> tuple[float, float]:
 def bin_counts(x: NDArray[np.floating], start: float, width: float) -> NDArray[np.int64]:
     """Counts per bin, index = floor((x - start) / width) in float32; values outside the
     support are dropped (libpymo keeps the support of the first non-zero batch). One pass,
-    no copy (:func:`pipeline.kernels.histogram`); NaNs are not counted."""
+    no copy (:func:`pipeline.native.kernels.histogram`); NaNs are not counted."""
     flat = np.ascontiguousarray(x, dtype=F32).ravel()
     counts: NDArray[np.int64] = kernels.histogram(flat, start, width, PDF_SIZE)
     return counts
