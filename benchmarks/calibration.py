@@ -114,11 +114,11 @@ def floor_session(model: Any, spinning: str = "default") -> Callable[[np.ndarray
 
 def run_one(method: str, raws: list[Path]) -> dict[str, float]:
     from pipeline.data.tensors import read_raw
-    from pipeline.graph import model
+    from pipeline.graph.load import load_view
     from pipeline.params import TensorsParams
 
     tp = TensorsParams(height=H, width=W, layout="NCHW")
-    view = model.analyze(model.load(model_path()))
+    view = load_view(model_path())
     t0 = time.perf_counter()
     if method.startswith("floor"):
         run = floor_session(view.model, "stopped" if method.endswith("stopped") else "default")

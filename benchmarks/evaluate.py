@@ -94,7 +94,7 @@ def main() -> None:
     from pipeline.analysis import evaluate
     from pipeline.calibration import calibrate
     from pipeline.data.tensors import read_raw
-    from pipeline.graph import model
+    from pipeline.graph.load import load_view
     from pipeline.params import QuantizeParams, TensorsParams
     from pipeline.quantization.simulate import (
         ParamsCache,
@@ -104,7 +104,7 @@ def main() -> None:
     )
 
     tp = TensorsParams(height=args.height, width=args.width, layout="NCHW")
-    view = model.analyze(model.load(model_path()))
+    view = load_view(model_path())
     with tempfile.TemporaryDirectory(prefix="fieldcal-bench-") as tmp:
         raws = make_raws(Path(tmp), args.n, args.height, args.width)
         stats = calibrate.collect(view, raws, tp, "bench", None, histograms=False)

@@ -37,7 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.calibration import calibrate  # noqa: E402
 from pipeline.data.tensors import parse_input_list, read_raw  # noqa: E402
-from pipeline.graph import model  # noqa: E402
+from pipeline.graph.load import load_view  # noqa: E402
+from pipeline.graph.rewrite import with_outputs  # noqa: E402
 from pipeline.graph.runtime import Runner  # noqa: E402
 from pipeline.params import load_params  # noqa: E402
 from pipeline.quantization.encoding import Encoding, symmetric_encoding, tf_encoding  # noqa: E402
@@ -53,8 +54,8 @@ RULE = "max_of_both"
 
 def dump(workdir: Path, input_list: Path, images: int) -> tuple[list[str], list[str]]:
     params = load_params(ROOT / "params.yaml")
-    view = model.analyze(model.load(ROOT / params.model.path))
-    runner = Runner(model.with_outputs(view.model, view.kept_tensors))
+    view = load_view(ROOT / params.model.path)
+    runner = Runner(with_outputs(view.model, view.kept_tensors))
     lines = parse_input_list(input_list.read_text())[:images]
     for i, line in enumerate(lines):
         x = read_raw(ROOT / line[0][1], params.tensors, view.input_layout)
@@ -83,7 +84,7 @@ def ours(workdir: Path, meta: dict) -> dict[str, dict[str, list[list[float]]]]:
         res.setdefault(kind, {})[name] = [[e.min, e.max, e.scale, e.offset] for e in encs]
 
     params = load_params(ROOT / "params.yaml")
-    view = model.analyze(model.load(ROOT / params.model.path))
+    view = load_view(ROOT / params.model.path)
     raws = [Path(r) for r in meta["raws"]]
     ranges = calibrate.collect(view, raws, params.tensors, "parity", None)
     hists = calibrate.collect(view, raws, params.tensors, "parity", None, histograms=True)

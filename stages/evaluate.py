@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 from pipeline.analysis import advice, evaluate
 from pipeline.atomic import write_json
 from pipeline.errors import GateError
-from pipeline.graph import model
+from pipeline.graph.load import load_view
 from pipeline.params import Params
 from pipeline.progress import progress
 from pipeline.quantization import encodings_json
@@ -16,7 +16,7 @@ from pipeline.stage import run
 
 def main(params: Params) -> None:
     paths, qp, ep, tp = params.paths, params.quantize, params.evaluate, params.tensors
-    view = model.analyze(model.load(params.model.path), qp.fold_batchnorm)
+    view = load_view(params.model.path, qp.fold_batchnorm)
     enc_path = paths.out / "quantize" / "encodings.json"
     enc = encodings_json.for_model(encodings_json.read(enc_path), view, enc_path)
     index = pq.read_table(paths.out / "tensors" / "evaluation" / "index.parquet").to_pylist()
@@ -33,9 +33,7 @@ def main(params: Params) -> None:
         results = evaluate.run_evaluation(view, enc, images, tp, opts, advance)
     scenes, layer_rows, failures = evaluate.summarize(view, results, ep)
     out = paths.out / "evaluate"
-    doc = evaluate.metrics_document(
-        scenes, qp, ep, params.model.path, model.sha256_file(params.model.path)
-    )
+    doc = evaluate.metrics_document(scenes, qp, ep, params.model.path, view.sha256)
     write_json(out / "metrics.json", doc)
     write_json(out / "layers.json", layer_rows)
     items = advice.advise(view, qp.weights.per_channel, qp.activations.mode, layer_rows)

@@ -8,7 +8,8 @@ from pipeline.atomic import write_json
 from pipeline.backends import qnn_sdk as qnn
 from pipeline.calibration import calibrate
 from pipeline.errors import PipelineError
-from pipeline.graph import model
+from pipeline.graph.load import load_view
+from pipeline.graph.view import check_input_spec
 from pipeline.params import Params
 from pipeline.progress import progress
 from pipeline.quantization import encodings_json
@@ -17,9 +18,9 @@ from pipeline.stage import run
 
 def main(params: Params) -> None:
     paths, qp, tp = params.paths, params.quantize, params.tensors
-    view = model.analyze(model.load(params.model.path), qp.fold_batchnorm)
-    model.check_input_spec(view, tp.height, tp.width)
-    model_sha = model.sha256_file(params.model.path)
+    view = load_view(params.model.path, qp.fold_batchnorm)
+    check_input_spec(view, tp.height, tp.width)
+    model_sha = view.sha256
     index = pq.read_table(paths.out / "tensors" / "calibration" / "index.parquet")
     raws = [Path(r) for r in index.column("raw").to_pylist()]
     histograms = qp.activations.mode in calibrate.HISTOGRAM_MODES

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 from pipeline.analysis import remedies
 from pipeline.analysis.evaluate import EvalImage
 from pipeline.atomic import write_json
-from pipeline.graph import model
+from pipeline.graph.load import load_view
 from pipeline.params import Params
 from pipeline.quantization import encodings_json
 from pipeline.stage import run
@@ -17,8 +17,8 @@ from pipeline.stage import run
 
 def main(params: Params) -> None:
     paths, qp, ep, tp = params.paths, params.quantize, params.evaluate, params.tensors
-    view = model.analyze(model.load(params.model.path), qp.fold_batchnorm)
-    model_sha = model.sha256_file(params.model.path)
+    view = load_view(params.model.path, qp.fold_batchnorm)
+    model_sha = view.sha256
     enc_path = paths.out / "quantize" / "encodings.json"
     union = encodings_json.for_model(encodings_json.read(enc_path), view, enc_path)
     cal = [

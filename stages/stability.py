@@ -8,15 +8,15 @@ from pipeline.analysis import stability
 from pipeline.analysis.evaluate import EvalImage
 from pipeline.atomic import write_json, write_text
 from pipeline.calibration import calibrate
-from pipeline.graph import model
+from pipeline.graph.load import load_view
 from pipeline.params import Params
 from pipeline.stage import run
 
 
 def main(params: Params) -> None:
     paths, qp, tp, sp = params.paths, params.quantize, params.tensors, params.stability
-    view = model.analyze(model.load(params.model.path), qp.fold_batchnorm)
-    model_sha = model.sha256_file(params.model.path)
+    view = load_view(params.model.path, qp.fold_batchnorm)
+    model_sha = view.sha256
     cal = pq.read_table(paths.out / "tensors" / "calibration" / "index.parquet")
     raws = [Path(r) for r in cal.column("raw").to_pylist()]
     stats = calibrate.collect(view, raws, tp, model_sha, paths.cache)  # cached: no model run

@@ -4,7 +4,8 @@ import pyarrow.parquet as pq
 
 from pipeline.atomic import write_parquet
 from pipeline.data import tensors
-from pipeline.graph import model
+from pipeline.graph.load import load_view
+from pipeline.graph.view import check_input_spec
 from pipeline.params import Params
 from pipeline.progress import progress
 from pipeline.stage import run
@@ -12,8 +13,8 @@ from pipeline.stage import run
 
 def main(params: Params) -> None:
     paths, tp = params.paths, params.tensors
-    view = model.analyze(model.load(params.model.path), fold_batchnorm=False)
-    model.check_input_spec(view, tp.height, tp.width)
+    view = load_view(params.model.path, fold_batchnorm=False)
+    check_input_spec(view, tp.height, tp.width)
     curated = pq.read_table(paths.out / "curate" / "curated.parquet").to_pylist()
     for role in ("calibration", "evaluation"):
         rows = [r for r in curated if r["role"] == role]

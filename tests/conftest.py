@@ -8,7 +8,8 @@ import onnx
 import pytest
 from hypothesis import settings
 
-from pipeline.graph import model
+from pipeline.graph.load import load, load_view, prepare
+from pipeline.graph.view import ModelView
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,13 +30,13 @@ def centerface_original() -> Path:
 def centerface(tmp_path_factory: pytest.TempPathFactory, centerface_original: Path) -> Path:
     """The prepared demo model (dynamic dims, opset 13), written once per test session."""
     path = tmp_path_factory.mktemp("model") / "centerface.onnx"
-    onnx.save(model.prepare(model.load(centerface_original)), str(path))
+    onnx.save(prepare(load(centerface_original)), str(path))
     return path
 
 
 @pytest.fixture(scope="session")
-def centerface_view(centerface: Path) -> model.ModelView:
-    return model.analyze(model.load(centerface))
+def centerface_view(centerface: Path) -> ModelView:
+    return load_view(centerface)
 
 
 @pytest.fixture(scope="session")

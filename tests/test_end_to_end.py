@@ -16,7 +16,7 @@ import yaml
 from PIL import Image
 
 from pipeline.data.ingest import MANIFEST_SCHEMA
-from pipeline.graph.model import analyze
+from pipeline.graph.view import analyze
 from tests.projects import BIN, STAGES, env, make_project, repro, run
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ from pipeline.calibration import calibrate
 from pipeline.data.ingest import ingest
 from pipeline.data.tensors import preprocess, write_raw
 from pipeline.engine import map_ordered
-from pipeline.graph import model
+from pipeline.graph.load import load_view
 from pipeline.params import ComputeParams, IngestParams, QuantizeParams, TensorsParams
 from pipeline.quantization import encodings_json
 
@@ -59,7 +59,7 @@ def test_ingest_on_a_local_cluster_equals_local_processes(tmp_path, photos):
 
 def test_coverage_on_a_cluster_equals_local(tmp_path, centerface, photos, cluster):
     tp = TensorsParams(height=128, width=160, layout="NHWC")
-    view = model.analyze(model.load(centerface))
+    view = load_view(centerface)
     raws = []
     for i, p in enumerate(photos[:3]):
         from PIL import Image

@@ -13,7 +13,7 @@ from pipeline.analysis import advice, detect, evaluate
 from pipeline.calibration import calibrate
 from pipeline.cli import app
 from pipeline.data.tensors import preprocess, read_raw, write_raw
-from pipeline.graph.model import with_outputs
+from pipeline.graph.rewrite import with_outputs
 from pipeline.graph.runtime import Runner
 from pipeline.params import EvaluateParams, Gate, QuantizeParams, TensorsParams
 from pipeline.quantization import encodings_json
@@ -105,7 +105,7 @@ def test_gate_scene_default_and_floor():
 def test_gate_failures_name_metric_value_threshold_and_layer():
     from onnx import TensorProto, helper
 
-    from pipeline.graph import model as M
+    from pipeline.graph import view as M
 
     g = helper.make_graph(
         [helper.make_node("Relu", ["x"], ["y"])],
@@ -159,7 +159,7 @@ def test_fieldcal_gate_cli(tmp_path):
 def test_advice_flags_standalone_bn_channels_and_spread():
     from onnx import TensorProto, helper, numpy_helper
 
-    from pipeline.graph import model as M
+    from pipeline.graph import view as M
 
     rng = np.random.default_rng(0)
     w = rng.normal(size=(24, 3, 3, 3)).astype(np.float32) * 0.01

@@ -11,8 +11,10 @@ from PIL import Image
 from pipeline.calibration import calibrate
 from pipeline.data.tensors import preprocess
 from pipeline.errors import ModelError
-from pipeline.graph import model
+from pipeline.graph.load import load
+from pipeline.graph.rewrite import with_outputs
 from pipeline.graph.runtime import Runner
+from pipeline.graph.view import analyze, check_input_spec
 from pipeline.params import QuantizeParams, TensorsParams
 from pipeline.quantization.encoding import dequantize, quantize, tf_encoding
 from pipeline.quantization.simulate import Encodings, SimOptions, build_quantized_model
@@ -41,7 +43,7 @@ def test_the_input_asked_back_outlives_the_callers_array(centerface_view):
     """Evaluation asks for the input as a kept tensor and drops its own array; the returned
     input must not borrow freed memory (it did: onnxruntime's value only aliases the feed)."""
     view = centerface_view
-    runner = Runner(model.with_outputs(view.model, [view.input_name]))
+    runner = Runner(with_outputs(view.model, [view.input_name]))
     rng = np.random.default_rng(0)
     want = rng.uniform(0, 255, (1, 3, 64, 96)).astype(np.float32)
     got = runner.run(want.copy(), [view.input_name, view.outputs[0]])[view.input_name]
@@ -63,17 +65,17 @@ def test_view_of_centerface(centerface_view):
 
 
 def test_input_spec_mismatch_fails_with_both_shapes(centerface_original):
-    view = model.analyze(model.load(centerface_original))  # fixed [10, 3, 32, 32]
+    view = analyze(load(centerface_original))  # fixed [10, 3, 32, 32]
     with pytest.raises(ModelError, match=r"\[10, 3, 32, 32\].*\['?10'?, 3, 256, 320\]"):
-        model.check_input_spec(view, 256, 320)
+        check_input_spec(view, 256, 320)
 
 
 def test_missing_model_is_a_clear_error(tmp_path):
     with pytest.raises(ModelError, match="not found"):
-        model.load(tmp_path / "none.onnx")
+        load(tmp_path / "none.onnx")
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     with pytest.raises(ModelError, match="not a readable ONNX model"):
-        model.load(tmp_path / "junk.onnx")
+        load(tmp_path / "junk.onnx")
 
 
 def test_external_data_outside_model_folder_is_refused(tmp_path):
@@ -92,7 +94,7 @@ def test_external_data_outside_model_folder_is_refused(tmp_path):
     path = tmp_path / "m.onnx"
     path.write_bytes(helper.make_model(g).SerializeToString())
     with pytest.raises(ModelError, match="outside the model's folder"):
-        model.load(path)
+        load(path)
 
 
 def _image_input(photos, tp: TensorsParams, i: int = 0) -> np.ndarray:
@@ -122,7 +124,7 @@ def test_activation_fake_quant_matches_numpy(mode):
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, "H", "W"])],
     )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    view = model.analyze(m)
+    view = analyze(m)
     e = tf_encoding(-1.0, 3.0)
     enc = Encodings({"x": e, "y": tf_encoding(0.0, 2.0)}, {}, {})
     x = np.random.default_rng(1).uniform(-2, 4, (1, 3, 8, 8)).astype(np.float32)

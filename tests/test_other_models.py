@@ -11,8 +11,9 @@ from onnx import TensorProto, helper, numpy_helper
 from pipeline.calibration import calibrate
 from pipeline.data.tensors import write_raw
 from pipeline.errors import ModelError
-from pipeline.graph import model
+from pipeline.graph.load import prepare
 from pipeline.graph.runtime import Runner
+from pipeline.graph.view import analyze, check_input_spec
 from pipeline.params import QuantizeParams, TensorsParams
 from pipeline.quantization.simulate import SimOptions, build_quantized_model
 from tests.photos import photo_raws
@@ -26,7 +27,7 @@ def _view_of(nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto] | None =
     """The view of an opset-13 graph from ``x`` to ``y``, both (N, 3, H, W) float."""
     spec = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 3, "H", "W"]) for n in "xy"]
     g = helper.make_graph(nodes, "g", spec[:1], spec[1:], inits or [])
-    return model.analyze(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
+    return analyze(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
 
 
 def small_model(nhwc: bool = False, opset: int = 13) -> onnx.ModelProto:
@@ -79,7 +80,7 @@ def small_model(nhwc: bool = False, opset: int = 13) -> onnx.ModelProto:
 
 
 def test_analysis_of_gemm_matmul_bn_relu6():
-    v = model.analyze(small_model())
+    v = analyze(small_model())
     ops = {op.op_type: op for op in v.weighted}
     assert set(ops) == {"Conv", "Gemm", "MatMul"}
     assert ops["Gemm"].axis == 0 and ops["MatMul"].axis == 1
@@ -94,8 +95,8 @@ def test_analysis_of_gemm_matmul_bn_relu6():
 def test_quantize_and_simulate_other_models(nhwc, opset, photos, tmp_path):
     m = small_model(nhwc, opset)
     if opset < 13:
-        m = model.prepare(m)
-    v = model.analyze(m)
+        m = prepare(m)
+    v = analyze(m)
     assert v.input_layout == ("NHWC" if nhwc else "NCHW")
     tp = TensorsParams(height=32, width=32, layout="NCHW")
     raws = photo_raws(photos, tmp_path, tp)
@@ -115,7 +116,7 @@ def test_quantize_and_simulate_other_models(nhwc, opset, photos, tmp_path):
 
 
 def test_nhwc_spec_mismatch_names_layout():
-    v = model.analyze(
+    v = analyze(
         helper.make_model(
             helper.make_graph(
                 [helper.make_node("Relu", ["x"], ["y"])],
@@ -126,7 +127,7 @@ def test_nhwc_spec_mismatch_names_layout():
         )
     )
     with pytest.raises(ModelError, match=r"NHWC.*height differs"):
-        model.check_input_spec(v, 32, 64)
+        check_input_spec(v, 32, 64)
 
 
 @pytest.mark.parametrize("histograms", [False, True])  # in-graph ranges; compiled kernels
@@ -207,7 +208,7 @@ def test_evaluation_of_other_models(nhwc, opset, photos, tmp_path):
     from pipeline.params import EvaluateParams
 
     m = small_model(nhwc, opset)
-    v = model.analyze(model.prepare(m) if opset < 13 else m)
+    v = analyze(prepare(m) if opset < 13 else m)
     tp = TensorsParams(height=32, width=32, layout="NCHW")
     raws = photo_raws(photos, tmp_path, tp, 4)
     enc = calibrate.compute_encodings(

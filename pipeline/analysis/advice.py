@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.graph.model import ModelView
+from pipeline.graph.view import ModelView
 
 SPREAD_THRESHOLD = 0.10
 TAIL_THRESHOLD = 0.25

@@ -33,8 +33,9 @@ from PIL import Image
 from pipeline import engine
 from pipeline.atomic import write_json
 from pipeline.data.tensors import preprocess, to_layout
-from pipeline.graph.model import ModelView, with_outputs
+from pipeline.graph.rewrite import with_outputs
 from pipeline.graph.runtime import Runner
+from pipeline.graph.view import ModelView
 from pipeline.params import ComputeParams, CoverageParams, PathsParams, TensorsParams
 from pipeline.quantization.encoding import Encoding, dequantize, quantize
 from pipeline.quantization.simulate import Encodings
@@ -144,10 +145,10 @@ def _stamp(path: Path) -> tuple[str, int, int]:
 def _loaded(
     model_key: tuple[str, int, int], fold_batchnorm: bool, enc_key: tuple[str, int, int]
 ) -> tuple[ModelView, Encodings, list[str], Runner]:
-    from pipeline.graph import model
+    from pipeline.graph.load import load_view
     from pipeline.quantization import encodings_json
 
-    view = model.analyze(model.load(Path(model_key[0])), fold_batchnorm)
+    view = load_view(Path(model_key[0]), fold_batchnorm)
     enc_path = Path(enc_key[0])
     enc = encodings_json.for_model(encodings_json.read(enc_path), view, enc_path)
     names = _checked_names(view, enc)
@@ -289,26 +290,26 @@ def session_report(
 
     from pipeline.data.curate import rank_key
     from pipeline.data.tensors import read_raw, spec_key
-    from pipeline.graph import model
+    from pipeline.graph.load import load_view, sha256_file
     from pipeline.quantization import encodings_json
 
     out_dir = root / paths.out
     model_file = root / model_path
-    view = model.analyze(model.load(model_file), fold_batchnorm)
+    view = load_view(model_file, fold_batchnorm)
     enc_path = out_dir / "quantize" / "encodings.json"
     enc = encodings_json.for_model(encodings_json.read(enc_path), view, enc_path)
     cache = _AccCache(
         root / paths.cache,
         [
-            model.sha256_file(model_file),
-            model.sha256_file(enc_path),
+            view.sha256,
+            sha256_file(enc_path),
             spec_key(tp),
             str(fold_batchnorm),
         ],
     )
     index = pq.read_table(out_dir / "tensors" / "evaluation" / "index.parquet").to_pylist()
     raws = [root / r["raw"] for r in index]
-    base_key = hashlib.sha256("|".join(model.sha256_file(r) for r in raws).encode()).hexdigest()
+    base_key = hashlib.sha256("|".join(sha256_file(r) for r in raws).encode()).hexdigest()
     baseline_accs = cache.load(f"baseline:{base_key}")
     if baseline_accs is None:
         baseline = measure(view, enc, [read_raw(r, tp, view.input_layout) for r in raws])

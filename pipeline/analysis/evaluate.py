@@ -29,8 +29,9 @@ from numpy.typing import NDArray
 from pipeline.analysis.detect import DECODERS, Agreement
 from pipeline.data.tensors import read_raw
 from pipeline.errors import ParamsError
-from pipeline.graph.model import ModelView, with_outputs
+from pipeline.graph.rewrite import with_outputs
 from pipeline.graph.runtime import Runner
+from pipeline.graph.view import ModelView
 from pipeline.native import kernels
 from pipeline.params import EvaluateParams, Gate, QuantizeParams, TensorsParams
 from pipeline.quantization.encoding import Encoding, RoundMode

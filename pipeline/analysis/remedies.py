@@ -27,7 +27,7 @@ from typing import Any
 
 from pipeline.analysis.evaluate import EvalImage, gate_failures, gate_for, oneshot_metrics
 from pipeline.calibration import calibrate
-from pipeline.graph.model import ModelView
+from pipeline.graph.view import ModelView
 from pipeline.params import EvaluateParams, QuantizeParams, TensorsParams
 from pipeline.quantization.encoding import tf_encoding
 from pipeline.quantization.simulate import Encodings

@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 
 from pipeline.analysis.evaluate import EvalImage, oneshot_metrics
 from pipeline.calibration.calibrate import Statistics, compute_encodings
-from pipeline.graph.model import ModelView
+from pipeline.graph.view import ModelView
 from pipeline.params import EvaluateParams, QuantizeParams, StabilityParams, TensorsParams
 from pipeline.quantization.observers import MinMax
 from pipeline.quantization.simulate import Encodings

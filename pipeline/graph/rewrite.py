@@ -1,0 +1,136 @@
+"""Graph rewrites for calibration and evaluation: extra outputs, in-graph range reductions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+
+def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """A copy of ``model`` that also returns ``names`` (the original outputs stay first)."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    existing = {o.name for o in m.graph.output}
+    for name in names:
+        if name not in existing:
+            m.graph.output.append(helper.make_empty_tensor_value_info(name))
+            existing.add(name)
+    return m
+
+
+def with_range_outputs(
+    model: onnx.ModelProto,
+    names: list[str],
+    nonnegative: frozenset[str] = frozenset(),
+    shapes: Mapping[str, tuple[int | None, ...]] | None = None,
+) -> tuple[onnx.ModelProto, list[str]]:
+    """A copy of ``model`` that returns, for each tensor in ``names``, its per-sample max as a
+    (B,) output ``<name>__max`` and, unless the tensor is in ``nonnegative``, its min as
+    ``<name>__min``, reduced inside onnxruntime so no activation is copied out.
+
+    NaNs: onnxruntime's max and min skip a NaN anywhere but at the first element, a sum never
+    does. So each tensor with a min also returns its sum, ``<name>__nan``, NaN where the tensor
+    holds a NaN (or +inf beside -inf, which the caller tells apart). Nonnegative tensors need
+    none: they are ReLU or Clip outputs, onnxruntime computes both as max(x, 0), which maps a
+    NaN to 0, and a NaN that reached their input came from a tensor that has a sum (the model's
+    input, or the output of an op that can make one from numbers: Log, Div, Sqrt ...). The one
+    way past that is a convolution fused with its ReLU overflowing to inf - inf inside itself.
+
+    Each reduction sits right after its producer, while the tensor is still in cache. The max
+    of a 4-D tensor (most of a CNN's activations) is a GlobalMaxPool, which onnxruntime runs on
+    its blocked (NCHWc) layout, vectorised and threaded over channels, then a max over the
+    (B, C) result. The min of a 4-D tensor with a known channel count is minus the max of its
+    negation, a depthwise 1x1 convolution with weight -1 (exact: one product by -1 added to
+    0), which also stays in the blocked layout. Other tensors use Flatten (keeps the batch axis)
+    and ReduceMin/ReduceMax, which need the plain layout: onnxruntime reorders the whole tensor
+    first. Measured on the demo model at 640x480 (2 cores), plain inference plus the reductions
+    against plain inference alone: 1.7-2.1x with Reduce* for every tensor, 1.32x with the max
+    pooled, 1.20x with the min negated and pooled too.
+    """
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 13)
+    if opset >= 13:
+        g.initializer.append(numpy_helper.from_array(np.array([1], np.int64), _AXIS1))
+    rr = _RangeReductions(g, opset, nonnegative, shapes or {})
+    wanted = set(names)
+    ordered = [n for name in names if name in {i.name for i in g.input} for n in rr.of(name)]
+    for node in g.node:
+        ordered.append(node)
+        ordered += [r for t in node.output if t in wanted for r in rr.of(t)]
+    del g.node[:]
+    g.node.extend(ordered)
+    outs = [
+        f"{name}__{s}"
+        for name in names
+        for s in ("min", "max", "nan")
+        if s == "max" or name not in nonnegative
+    ]
+    for out in outs:
+        g.output.append(helper.make_empty_tensor_value_info(out))
+    return m, outs
+
+
+_AXIS1 = "__fieldcal_axis1"  # the int64 [1] initializer Reduce* ops take as axes from opset 13/18
+
+
+@dataclass(frozen=True)
+class _RangeReductions:
+    """Builds the nodes that reduce one tensor to its per-sample min, max and sum (see
+    :func:`with_range_outputs`); adds the -1 weights the negation needs to ``graph``."""
+
+    graph: onnx.GraphProto
+    opset: int
+    nonnegative: frozenset[str]
+    shapes: Mapping[str, tuple[int | None, ...]]
+
+    def reduce(self, op: str, src: str, out: str) -> onnx.NodeProto:
+        """``op`` (ReduceMin/Max/Sum) over axis 1 of a (B, K) tensor, without keepdims."""
+        if self.opset >= (13 if op == "ReduceSum" else 18):  # when axes became an input
+            return helper.make_node(op, [src, _AXIS1], [out], keepdims=0)
+        return helper.make_node(op, [src], [out], axes=[1], keepdims=0)
+
+    def pooled(self, pool: str, reduce_op: str, src: str, out: str) -> list[onnx.NodeProto]:
+        """``pool`` (GlobalMaxPool / GlobalAveragePool) over H, W, then ``reduce_op`` over C."""
+        return [
+            helper.make_node(pool, [src], [f"{src}__{pool}"]),
+            helper.make_node("Flatten", [f"{src}__{pool}"], [f"{src}__{pool}_flat"], axis=1),
+            self.reduce(reduce_op, f"{src}__{pool}_flat", out),
+        ]
+
+    def of(self, name: str) -> list[onnx.NodeProto]:
+        """The reduction nodes for tensor ``name``: ``__max``, and ``__min``/``__nan`` unless
+        it is nonnegative; pooled in the blocked layout for 4-D tensors where possible."""
+        shape = self.shapes.get(name, ())
+        signed = name not in self.nonnegative
+        channels = shape[1] if len(shape) == 4 else None
+        if len(shape) == 4 and (channels or not signed):
+            nodes = self.pooled("GlobalMaxPool", "ReduceMax", name, f"{name}__max")
+            if signed and channels:
+                nodes += self.negated_min(name, channels)
+                nodes += self.pooled("GlobalAveragePool", "ReduceSum", name, f"{name}__nan")
+            return nodes
+        flat = f"{name}__flat"
+        nodes = [helper.make_node("Flatten", [name], [flat], axis=1)]
+        if signed:
+            nodes.append(self.reduce("ReduceMin", flat, f"{name}__min"))
+            nodes.append(self.reduce("ReduceSum", flat, f"{name}__nan"))
+        nodes.append(self.reduce("ReduceMax", flat, f"{name}__max"))
+        return nodes
+
+    def negated_min(self, name: str, channels: int) -> list[onnx.NodeProto]:
+        """``<name>__min`` of a (B, C, H, W) tensor as minus the pooled max of its negation,
+        a depthwise 1x1 convolution with weight -1."""
+        w, neg = f"{name}__negw", f"{name}__neg"
+        self.graph.initializer.append(
+            numpy_helper.from_array(np.full((channels, 1, 1, 1), -1, np.float32), w)
+        )
+        nodes = [helper.make_node("Conv", [name, w], [neg], group=channels)]
+        nodes += self.pooled("GlobalMaxPool", "ReduceMax", neg, f"{neg}__max")
+        nodes.append(helper.make_node("Neg", [f"{neg}__max"], [f"{name}__min"]))
+        return nodes
