@@ -8,7 +8,7 @@ from pipeline.atomic import dumps_json
 from pipeline.errors import DataError
 from pipeline.quantization import encodings_json
 from pipeline.quantization.encoding import symmetric_encoding, tf_encoding
-from pipeline.quantization.simulate import Encodings
+from pipeline.quantization.encodings import Encodings
 
 
 @pytest.fixture

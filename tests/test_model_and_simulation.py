@@ -17,7 +17,8 @@ from pipeline.graph.runtime import Runner
 from pipeline.graph.view import analyze, check_input_spec
 from pipeline.params import QuantizeParams, TensorsParams
 from pipeline.quantization.encoding import dequantize, quantize, tf_encoding
-from pipeline.quantization.simulate import Encodings, SimOptions, build_quantized_model
+from pipeline.quantization.encodings import Encodings
+from pipeline.quantization.simulate import SimOptions, build_quantized_model
 from tests.photos import photo_raws
 
 SMALL = TensorsParams(height=64, width=96)

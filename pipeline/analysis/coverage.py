@@ -38,7 +38,7 @@ from pipeline.graph.runtime import Runner
 from pipeline.graph.view import ModelView
 from pipeline.params import ComputeParams, CoverageParams, PathsParams, TensorsParams
 from pipeline.quantization.encoding import Encoding, dequantize, quantize
-from pipeline.quantization.simulate import Encodings
+from pipeline.quantization.encodings import Encodings
 
 
 def dot64(a: NDArray[np.floating], b: NDArray[np.floating]) -> float:

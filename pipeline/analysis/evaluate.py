@@ -35,8 +35,8 @@ from pipeline.graph.view import ModelView
 from pipeline.native import kernels
 from pipeline.params import EvaluateParams, Gate, QuantizeParams, TensorsParams
 from pipeline.quantization.encoding import Encoding, RoundMode
+from pipeline.quantization.encodings import Encodings
 from pipeline.quantization.simulate import (
-    Encodings,
     ParamsCache,
     SimOptions,
     build_layerwise_model,

@@ -30,7 +30,7 @@ from pipeline.calibration import calibrate
 from pipeline.graph.view import ModelView
 from pipeline.params import EvaluateParams, QuantizeParams, TensorsParams
 from pipeline.quantization.encoding import tf_encoding
-from pipeline.quantization.simulate import Encodings
+from pipeline.quantization.encodings import Encodings
 
 
 @dataclass(frozen=True)

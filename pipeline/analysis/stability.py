@@ -30,8 +30,8 @@ from pipeline.analysis.evaluate import EvalImage, oneshot_metrics
 from pipeline.calibration.calibrate import Statistics, compute_encodings
 from pipeline.graph.view import ModelView
 from pipeline.params import EvaluateParams, QuantizeParams, StabilityParams, TensorsParams
+from pipeline.quantization.encodings import Encodings
 from pipeline.quantization.observers import MinMax
-from pipeline.quantization.simulate import Encodings
 
 Evaluate = Callable[[Encodings], tuple[float, float]]  # encodings -> (output SQNR dB, cosine)
 

@@ -46,6 +46,7 @@ from pipeline.quantization.encoding import (
     symmetric_encoding,
     tf_encoding,
 )
+from pipeline.quantization.encodings import Encodings
 from pipeline.quantization.histogram import (
     PDF_SIZE,
     Pdf,
@@ -54,7 +55,7 @@ from pipeline.quantization.histogram import (
     support_of,
 )
 from pipeline.quantization.observers import MinMax
-from pipeline.quantization.simulate import Encodings, bias_encodings
+from pipeline.quantization.simulate import bias_encodings
 
 STATS_VERSION = "4"  # 4: in-graph ranges check for NaN (3 missed one not first)
 

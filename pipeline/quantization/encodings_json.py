@@ -15,7 +15,7 @@ from typing import Any
 from pipeline.errors import DataError
 from pipeline.graph.view import ModelView
 from pipeline.quantization.encoding import Encoding, from_min_max, from_scale_offset
-from pipeline.quantization.simulate import Encodings
+from pipeline.quantization.encodings import Encodings
 
 
 def _entry_1_0_0(name: str, encs: list[Encoding], per_channel: bool) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -33,15 +33,8 @@ from pipeline.quantization.encoding import (
     tf_encoding,
 )
 
-
-@dataclass(frozen=True)
-class Encodings:
-    """All encodings of a model: activations by tensor name, params by initializer name."""
-
-    activations: dict[str, Encoding]
-    weights: dict[str, list[Encoding]]  # one entry per-tensor, or one per output channel
-    biases: dict[str, list[Encoding]]
-    weight_axis: dict[str, int] = field(default_factory=dict)
+# Encodings lived here; re-exported until the branches importing it from here are merged.
+from pipeline.quantization.encodings import Encodings as Encodings
 
 
 @dataclass(frozen=True)
