@@ -125,9 +125,11 @@ def run_one(method: str, raws: list[Path]) -> dict[str, float]:
         for p in raws:
             run(read_raw(p, tp))
     elif method.startswith("fieldcal"):
-        from pipeline.calibration import calibrate
+        from pipeline.calibration.collect import Calibrator
+        from pipeline.params import QuantizeParams
 
-        calibrate.collect(view, raws, tp, "bench", None, histograms=method.endswith("hist"))
+        cal = Calibrator(view, tp, QuantizeParams())
+        cal.collect_data(raws, histograms=method.endswith("hist"))
     else:
         from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
 

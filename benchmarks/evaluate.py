@@ -92,7 +92,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from pipeline.analysis import evaluate
-    from pipeline.calibration import calibrate
+    from pipeline.calibration.collect import Calibrator
     from pipeline.data.tensors import read_raw
     from pipeline.graph.load import load_view
     from pipeline.params import QuantizeParams, TensorsParams
@@ -107,8 +107,8 @@ def main() -> None:
     view = load_view(model_path())
     with tempfile.TemporaryDirectory(prefix="fieldcal-bench-") as tmp:
         raws = make_raws(Path(tmp), args.n, args.height, args.width)
-        stats = calibrate.collect(view, raws, tp, "bench", None, histograms=False)
-        enc = calibrate.compute_encodings(view, stats, QuantizeParams())
+        calibrator = Calibrator(view, tp, QuantizeParams())
+        enc = calibrator.compute_data(calibrator.collect_data(raws, histograms=False))
         images = [evaluate.EvalImage(p, p.name, "bench") for p in raws]
 
         best: dict[str, float] = {}

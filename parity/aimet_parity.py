@@ -7,7 +7,7 @@ parity/README.md). This script runs in fieldcal's environment; it
    every activation tensor, image by image, as float32 ``.npy`` (plus every Conv weight);
 2. runs ``libpymo_side.py`` under the AIMET interpreter, which feeds the same arrays in the same
    order to ``BlockTensorQuantizer.updateStats`` and writes the encodings it computes;
-3. computes fieldcal's encodings with its production path (``calibrate.collect``: ranges
+3. computes fieldcal's encodings with its production path (``Calibrator.collect_data``: ranges
    reduced inside onnxruntime, histograms by the compiled kernels) over the same images, and
    prints the agreement table.
 
@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.calibration import calibrate  # noqa: E402
+from pipeline.calibration.collect import Calibrator  # noqa: E402
 from pipeline.data.tensors import parse_input_list, read_raw  # noqa: E402
 from pipeline.graph.load import load_view  # noqa: E402
 from pipeline.graph.rewrite import with_outputs  # noqa: E402
@@ -86,8 +86,9 @@ def ours(workdir: Path, meta: dict) -> dict[str, dict[str, list[list[float]]]]:
     params = load_params(ROOT / "params.yaml")
     view = load_view(ROOT / params.model.path)
     raws = [Path(r) for r in meta["raws"]]
-    ranges = calibrate.collect(view, raws, params.tensors, "parity", None)
-    hists = calibrate.collect(view, raws, params.tensors, "parity", None, histograms=True)
+    calibrator = Calibrator(view, params.tensors, params.quantize)
+    ranges = calibrator.collect_data(raws, histograms=False)
+    hists = calibrator.collect_data(raws, histograms=True)
     assert hists.pdfs is not None
     for name in meta["activations"]:
         lo, hi = ranges.minmax.range_of(name)

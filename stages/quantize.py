@@ -6,10 +6,13 @@ import pyarrow.parquet as pq
 
 from pipeline.atomic import write_json
 from pipeline.backends import qnn_sdk as qnn
-from pipeline.calibration import calibrate
+from pipeline.calibration.collect import Calibrator
+from pipeline.calibration.encodings import quantizer_args
+from pipeline.calibration.record import calibration_record
 from pipeline.errors import PipelineError
 from pipeline.graph.load import load_view
 from pipeline.graph.view import check_input_spec
+from pipeline.layout import Layout
 from pipeline.params import Params
 from pipeline.progress import progress
 from pipeline.quantization import encodings_json
@@ -17,23 +20,22 @@ from pipeline.stage import run
 
 
 def main(params: Params) -> None:
-    paths, qp, tp = params.paths, params.quantize, params.tensors
+    qp, tp = params.quantize, params.tensors
+    layout = Layout.of(params.paths)
     view = load_view(params.model.path, qp.fold_batchnorm)
     check_input_spec(view, tp.height, tp.width)
-    model_sha = view.sha256
-    index = pq.read_table(paths.out / "tensors" / "calibration" / "index.parquet")
+    cal_tensors = layout.tensors.calibration
+    index = pq.read_table(cal_tensors.index)
     raws = [Path(r) for r in index.column("raw").to_pylist()]
-    histograms = qp.activations.mode in calibrate.HISTOGRAM_MODES
+    calibrator = Calibrator(view, tp, qp, params.paths.cache)
     with progress("calibrating", len(raws)) as advance:
-        stats = calibrate.collect(
-            view, raws, tp, model_sha, paths.cache, histograms, qp.batch_size, advance
-        )
-    enc = calibrate.compute_encodings(view, stats, qp)
-    args = calibrate.quantizer_args(qp, model_sha, stats.minmax.count)
-    out = paths.out / "quantize"
-    write_json(out / "encodings.json", encodings_json.to_1_0_0(enc, args))
-    write_json(out / "encodings_0.6.1.json", encodings_json.to_0_6_1(enc, args))
-    write_json(out / "calibration.json", calibrate.calibration_record(view, stats, model_sha))
+        stats = calibrator.collect_data(raws, progress=advance)
+    enc = calibrator.compute_data(stats)
+    args = quantizer_args(qp, view.sha256, stats.minmax.count)
+    out = layout.quantize
+    write_json(out.encodings, encodings_json.to_1_0_0(enc, args))
+    write_json(out.encodings_legacy, encodings_json.to_0_6_1(enc, args))
+    write_json(out.calibration, calibration_record(view, stats))
     if qp.backend == "qnn":
         tool = qnn.find_tool(qnn.CONVERTER)
         if tool is None:
@@ -41,10 +43,10 @@ def main(params: Params) -> None:
                 f"quantize.backend is 'qnn' but {qnn.CONVERTER} is not on PATH; source the QNN "
                 "SDK's bin/envsetup.sh first, or set quantize.backend: embedded"
             )
-        lst = paths.out / "tensors" / "calibration" / "input_list.txt"
-        qnn.run(
-            qnn.converter_command(params.model.path, lst, out / "qnn" / "model.cpp", qp, tool=tool)
+        cmd = qnn.converter_command(
+            params.model.path, cal_tensors.input_list, out.qnn_model, qp, tool=tool
         )
+        qnn.run(cmd)
     print(
         f"quantize: {len(enc.activations)} activation and "
         f"{len(enc.weights) + len(enc.biases)} param encodings from {stats.minmax.count} images "

@@ -8,9 +8,12 @@ import pytest
 from onnx import TensorProto, helper
 from PIL import Image
 
-from pipeline.calibration import calibrate
+from pipeline.calibration.collect import Calibrator
+from pipeline.calibration.encodings import compute_encodings
+from pipeline.calibration.record import calibration_record
+from pipeline.calibration.statistics import Statistics
 from pipeline.data.tensors import preprocess
-from pipeline.errors import ModelError
+from pipeline.errors import ModelError, NoStatisticsError
 from pipeline.graph.load import load
 from pipeline.graph.rewrite import with_outputs
 from pipeline.graph.runtime import Runner
@@ -139,14 +142,15 @@ def test_calibration_cache_reruns_only_new_images(centerface_view, photos, tmp_p
     tp = SMALL
     raws = photo_raws(photos, tmp_path, tp)
     cache = tmp_path / "cache"
-    first = calibrate.collect(centerface_view, raws[:2], tp, "m" * 64, cache)
+    cached = Calibrator(centerface_view, tp, QuantizeParams(), cache)
+    first = cached.collect_data(raws[:2])
     assert (first.images_run, first.images_cached) == (2, 0)
-    second = calibrate.collect(centerface_view, raws, tp, "m" * 64, cache)
+    second = cached.collect_data(raws)
     assert (second.images_run, second.images_cached) == (1, 2)
-    fresh = calibrate.collect(centerface_view, raws, tp, "m" * 64, None)
+    fresh = Calibrator(centerface_view, tp, QuantizeParams()).collect_data(raws)
     np.testing.assert_array_equal(second.minmax.mins, fresh.minmax.mins)
     np.testing.assert_array_equal(second.minmax.maxs, fresh.minmax.maxs)
-    enc = calibrate.compute_encodings(centerface_view, fresh, QuantizeParams())
+    enc = compute_encodings(centerface_view, fresh, QuantizeParams())
     assert set(enc.activations) == set(centerface_view.kept_tensors)
     conv_weights = {op.weight_name for op in centerface_view.weighted}
     assert set(enc.weights) == conv_weights
@@ -162,27 +166,28 @@ def test_histogram_statistics_cached_equal_fresh(centerface_view, photos, tmp_pa
     tp = SMALL
     raws = photo_raws(photos, tmp_path, tp)
     cache = tmp_path / "cache"
-    calibrate.collect(centerface_view, raws[:2], tp, "m" * 64, cache, histograms=True)
-    again = calibrate.collect(centerface_view, raws, tp, "m" * 64, cache, histograms=True)
+    cached = Calibrator(centerface_view, tp, QuantizeParams(), cache)
+    cached.collect_data(raws[:2], histograms=True)
+    again = cached.collect_data(raws, histograms=True)
     assert (again.images_run, again.images_cached) == (1, 2)  # min/max and histograms in one run
-    fresh = calibrate.collect(centerface_view, raws, tp, "m" * 64, None, histograms=True)
+    fresh = Calibrator(centerface_view, tp, QuantizeParams()).collect_data(raws, histograms=True)
     assert again.pdfs is not None and fresh.pdfs is not None
     for name in centerface_view.kept_tensors:
         np.testing.assert_array_equal(again.pdfs[name].pdf, fresh.pdfs[name].pdf)
     # a new first image changes every support: all images are binned again (two passes)
-    shuffled = calibrate.collect(centerface_view, raws[::-1], tp, "m" * 64, cache, histograms=True)
+    shuffled = cached.collect_data(raws[::-1], histograms=True)
     assert shuffled.images_run == 3
     for mode in ("enhanced", "percentile"):
         qp = QuantizeParams(activations={"mode": mode})
-        a = calibrate.compute_encodings(centerface_view, again, qp).activations
-        b = calibrate.compute_encodings(centerface_view, fresh, qp).activations
+        a = compute_encodings(centerface_view, again, qp).activations
+        b = compute_encodings(centerface_view, fresh, qp).activations
         assert a == b
 
 
 def test_empty_calibration_set_is_a_clear_error(centerface_view, tmp_path):
-    empty = calibrate.collect(centerface_view, [], TensorsParams(), "m" * 64, None)
-    with pytest.raises(calibrate.NoStatisticsError, match="calibration set is empty"):
-        calibrate.compute_encodings(centerface_view, empty, QuantizeParams())
+    empty = Calibrator(centerface_view, TensorsParams(), QuantizeParams()).collect_data([])
+    with pytest.raises(NoStatisticsError, match="calibration set is empty"):
+        compute_encodings(centerface_view, empty, QuantizeParams())
 
 
 def test_in_graph_ranges_equal_exact_statistics(centerface_view, photos, tmp_path):
@@ -192,8 +197,8 @@ def test_in_graph_ranges_equal_exact_statistics(centerface_view, photos, tmp_pat
     tp = SMALL
     raws = photo_raws(photos, tmp_path, tp)
     view = centerface_view
-    ranges = calibrate.collect(view, raws, tp, "m" * 64, None)
-    exact = calibrate.collect(view, raws, tp, "m" * 64, None, histograms=True)
+    ranges = Calibrator(view, tp, QuantizeParams()).collect_data(raws)
+    exact = Calibrator(view, tp, QuantizeParams()).collect_data(raws, histograms=True)
     assert view.nonnegative and view.nonnegative < set(view.kept_tensors)
     np.testing.assert_array_equal(ranges.per_image[:, 1], exact.per_image[:, 1])
     for t, name in enumerate(view.kept_tensors):
@@ -203,8 +208,8 @@ def test_in_graph_ranges_equal_exact_statistics(centerface_view, photos, tmp_pat
             np.testing.assert_array_equal(ranges.per_image[:, 0, t], exact.per_image[:, 0, t])
     for mode in ("tf", "symmetric"):
         qp = QuantizeParams(activations={"mode": mode})
-        a = calibrate.compute_encodings(view, ranges, qp).activations
-        b = calibrate.compute_encodings(view, exact, qp).activations
+        a = compute_encodings(view, ranges, qp).activations
+        b = compute_encodings(view, exact, qp).activations
         assert a == b
 
 
@@ -216,13 +221,13 @@ def test_ranges_do_not_depend_on_which_cache_entries_serve(centerface_view, phot
     raws = photo_raws(photos, tmp_path, tp)
     view = centerface_view
     cache = tmp_path / "cache"
-    calibrate.collect(view, raws, tp, "m" * 64, cache, histograms=True)
-    served = calibrate.collect(view, raws, tp, "m" * 64, cache)
-    fresh = calibrate.collect(view, raws, tp, "m" * 64, None)
+    cached = Calibrator(view, tp, QuantizeParams(), cache)
+    cached.collect_data(raws, histograms=True)
+    served = cached.collect_data(raws)
+    fresh = Calibrator(view, tp, QuantizeParams()).collect_data(raws)
     assert served.images_run == 0
     assert served.per_image.tobytes() == fresh.per_image.tobytes()
-    record = calibrate.calibration_record
-    assert record(view, served, "m" * 64) == record(view, fresh, "m" * 64)
+    assert calibration_record(view, served) == calibration_record(view, fresh)
 
 
 @pytest.mark.parametrize("histograms", [False, True])
@@ -231,8 +236,12 @@ def test_batched_calibration_equals_one_image_at_a_time(
 ):
     tp = SMALL
     raws = photo_raws(photos, tmp_path, tp)
-    one = calibrate.collect(centerface_view, raws, tp, "m" * 64, None, histograms, batch_size=1)
-    two = calibrate.collect(centerface_view, raws, tp, "m" * 64, None, histograms, batch_size=2)
+
+    def run(batch_size: int) -> Statistics:
+        cal = Calibrator(centerface_view, tp, QuantizeParams(batch_size=batch_size))
+        return cal.collect_data(raws, histograms=histograms)
+
+    one, two = run(1), run(2)
     np.testing.assert_array_equal(one.per_image, two.per_image)
     if histograms:
         assert one.pdfs is not None and two.pdfs is not None

@@ -3,12 +3,15 @@ input, an opset older than 13 -- analysed, quantized and simulated on real onnxr
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from pipeline.calibration import calibrate
+from pipeline.calibration.collect import Calibrator
+from pipeline.calibration.encodings import compute_encodings
 from pipeline.data.tensors import write_raw
 from pipeline.errors import ModelError
 from pipeline.graph.load import prepare
@@ -100,10 +103,10 @@ def test_quantize_and_simulate_other_models(nhwc, opset, photos, tmp_path):
     assert v.input_layout == ("NHWC" if nhwc else "NCHW")
     tp = TensorsParams(height=32, width=32, layout="NCHW")
     raws = photo_raws(photos, tmp_path, tp)
-    stats = calibrate.collect(v, raws, tp, "s" * 64, None)
+    stats = Calibrator(v, tp, QuantizeParams()).collect_data(raws)
     for bw in (8, 16):
         qp = QuantizeParams(activations={"bitwidth": bw}, weights={"bitwidth": bw})
-        enc = calibrate.compute_encodings(v, stats, qp)
+        enc = compute_encodings(v, stats, qp)
         assert len(enc.weights["fc_w"]) == 16 and len(enc.weights["mm_w"]) == 4  # per channel
         assert "mm_w__bias" not in enc.biases and set(enc.biases) == {"bn_b", "b2", "fc_b"}
         x = __import__("pipeline.data.tensors", fromlist=["read_raw"]).read_raw(
@@ -147,7 +150,7 @@ def test_nan_activation_is_a_clear_error_naming_the_tensor(tmp_path, histograms,
     from pipeline.errors import DataError
 
     with pytest.raises(DataError, match=r"tensor 'logx' contains NaN"):
-        calibrate.collect(v, [raw], tp, "s" * 64, None, histograms=histograms)
+        Calibrator(v, tp, QuantizeParams()).collect_data([raw], histograms=histograms)
 
 
 def test_infinities_of_both_signs_are_a_valid_range_not_a_nan(tmp_path):
@@ -161,7 +164,7 @@ def test_infinities_of_both_signs_are_a_valid_range_not_a_nan(tmp_path):
     x = np.ones((1, 3, 4, 4), np.float32)
     x.flat[5] = -1
     write_raw(raw, x)
-    stats = calibrate.collect(v, [raw], tp, "s" * 64, None)
+    stats = Calibrator(v, tp, QuantizeParams()).collect_data([raw])
     assert stats.minmax.mins[v.kept_tensors.index("q")] == -np.inf
     assert stats.minmax.maxs[v.kept_tensors.index("q")] == np.inf
 
@@ -184,19 +187,19 @@ def test_histograms_when_a_tensor_is_all_zero_on_the_first_images(tmp_path):
     for i, peak in enumerate([5.0, 6.0, 20.0, 15.0]):  # dark, dark, bright, bright
         raws.append(tmp_path / f"{i}.raw")
         write_raw(raws[-1], rng.uniform(0, peak, (1, 3, 8, 8)).astype(np.float32))
-    cache = tmp_path / "cache"
-    first = calibrate.collect(v, raws[:2], tp, "s" * 64, cache, histograms=True)
+    cached = Calibrator(replace(v, sha256="s" * 64), tp, QuantizeParams(), tmp_path / "cache")
+    first = cached.collect_data(raws[:2], histograms=True)
     assert first.pdfs is not None and first.pdfs["r"].iterations == 0  # no support yet
-    again = calibrate.collect(v, raws, tp, "s" * 64, cache, histograms=True)
+    again = cached.collect_data(raws, histograms=True)
     assert (again.images_run, again.images_cached) == (2, 2)
-    fresh = calibrate.collect(v, raws, tp, "s" * 64, None, histograms=True)
+    fresh = Calibrator(v, tp, QuantizeParams()).collect_data(raws, histograms=True)
     assert again.pdfs is not None and fresh.pdfs is not None
     assert again.pdfs["r"].iterations == 2  # from the first bright image on
     for name in v.kept_tensors:
         np.testing.assert_array_equal(again.pdfs[name].pdf, fresh.pdfs[name].pdf)
         assert again.pdfs[name].x_left is not None
     # the dark images first, then the bright ones: nothing new runs
-    assert calibrate.collect(v, raws, tp, "s" * 64, cache, histograms=True).images_run == 0
+    assert cached.collect_data(raws, histograms=True).images_run == 0
 
 
 @pytest.mark.parametrize(("nhwc", "opset"), [(False, 13), (True, 13), (False, 9)])
@@ -211,8 +214,8 @@ def test_evaluation_of_other_models(nhwc, opset, photos, tmp_path):
     v = analyze(prepare(m) if opset < 13 else m)
     tp = TensorsParams(height=32, width=32, layout="NCHW")
     raws = photo_raws(photos, tmp_path, tp, 4)
-    enc = calibrate.compute_encodings(
-        v, calibrate.collect(v, raws[:2], tp, "s" * 64, None), QuantizeParams()
+    enc = compute_encodings(
+        v, Calibrator(v, tp, QuantizeParams()).collect_data(raws[:2]), QuantizeParams()
     )
     images = [
         evaluate.EvalImage(r, f"{s}/{r.name}", s)

@@ -21,16 +21,14 @@ import onnx
 from numpy.typing import NDArray
 from onnx import helper, numpy_helper
 
-from pipeline.graph.view import ModelView, WeightedOp
+from pipeline.graph.view import ModelView
 from pipeline.quantization.encoding import (
     Encoding,
     RoundMode,
     dequantize,
     fake_quant_int32_bias,
     fake_quant_per_channel,
-    int32_bias_encoding,
     quantize,
-    tf_encoding,
 )
 
 # Encodings lived here; re-exported until the branches importing it from here are merged.
@@ -44,20 +42,6 @@ class SimOptions:
     round_mode: RoundMode = "half_away"
     # Node ids or kept tensor names left in float (their weights and their output activation).
     float_layers: frozenset[str] = frozenset()
-
-
-def bias_encodings(
-    op: WeightedOp, enc: Encodings, bias_bitwidth: int, min_range: float | None
-) -> list[Encoding]:
-    """Bias grid: int32 at input scale x weight scale (per channel like the weights), or tf."""
-    if bias_bitwidth == 8:
-        return [tf_encoding(float(op.bias.min()), float(op.bias.max()), 8, min_range)]
-    w_encs = enc.weights[op.weight_name]
-    in_enc = enc.activations.get(op.input)
-    scale_in = in_enc.scale if in_enc is not None else 1.0
-    n = op.bias.shape[0]
-    scales = [w.scale for w in w_encs] if len(w_encs) == n else [w_encs[0].scale] * n
-    return [int32_bias_encoding(scale_in, s) for s in scales]
 
 
 def _fake_quant_bias(
