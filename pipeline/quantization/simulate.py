@@ -21,7 +21,7 @@ import onnx
 from numpy.typing import NDArray
 from onnx import helper, numpy_helper
 
-from pipeline.graph.view import ModelView
+from pipeline.graph.view import ModelView, WeightedOp
 from pipeline.quantization.encoding import (
     Encoding,
     RoundMode,
@@ -108,74 +108,22 @@ def build_quantized_model(
     model = onnx.ModelProto()
     model.CopyFrom(view.model)
     graph = model.graph
-    float_layers: Collection[str] = options.float_layers
     ops = {op.node: op for op in view.weighted}
     removed_bn = {op.folded_bn for op in view.weighted if op.folded_bn}
     new_inits: list[onnx.TensorProto] = []
-
     new_nodes: list[onnx.NodeProto] = []
     for node in graph.node:
         node_id = node.name or node.output[0]
         if node_id in removed_bn:
             continue
         op = ops.get(node_id)
-        if op is not None:
-            keep_float = not options.quantize_weights or node_id in float_layers
-            keep_float = keep_float or op.output in float_layers
-            w = op.weight
-            b = op.bias
-            if not keep_float:
-                key = (op.weight_name, options.round_mode)
-                cached = params_cache.get(key) if params_cache is not None else None
-                if cached is None:
-                    w_enc = _expand(enc.weights[op.weight_name], w.shape[op.axis])
-                    cached = (
-                        fake_quant_per_channel(w, w_enc, op.axis, options.round_mode),
-                        _fake_quant_bias(b, biases[op.bias_name], options.round_mode)
-                        if op.bias_name
-                        else b,
-                    )
-                    if params_cache is not None:
-                        params_cache[key] = cached
-                w, b = cached
-            w_name = f"{op.weight_name}__sim"
-            new_inits.append(numpy_helper.from_array(w, w_name))
-            n = onnx.NodeProto()
-            n.CopyFrom(node)
-            del n.input[:]
-            n.input.extend([node.input[0], w_name])
-            if op.bias_name:
-                b_name = f"{op.bias_name}__sim"
-                new_inits.append(numpy_helper.from_array(b, b_name))
-                n.input.append(b_name)
-            n.output[0] = op.conv_output  # the BN's output when BN was folded in
-            new_nodes.append(n)
-        else:
+        if op is None:
             new_nodes.append(node)
-
-    # Activation fake-quant chains at every kept tensor.
-    fq_nodes: list[onnx.NodeProto] = []
-    rename: dict[str, str] = {}
-    if options.quantize_activations:
-        for t in view.kept_tensors:
-            e = enc.activations.get(t)
-            if e is None or t in float_layers:
-                continue
-            if t == view.input_name:
-                rename[t] = f"{t}__q"
-                fq_nodes += _fq_nodes(t, f"{t}__q", e, options.round_mode, new_inits)
-            else:
-                rename[t] = f"{t}__f"
-                fq_nodes += _fq_nodes(f"{t}__f", t, e, options.round_mode, new_inits)
-    for n in new_nodes:
-        for i, o in enumerate(n.output):
-            if o in rename and o != view.input_name:
-                n.output[i] = rename[o]
-        if view.input_name in rename:
-            for i, x in enumerate(n.input):
-                if x == view.input_name:
-                    n.input[i] = rename[x]
-
+            continue
+        w, b = _sim_params(op, enc, biases, options, params_cache)
+        new_nodes.append(_with_params(node, op, w, b, new_inits))
+    fq_nodes, rename = _activation_chains(view, enc, options, new_inits)
+    _rename_tensors(new_nodes, rename, view.input_name)
     used = {x for n in new_nodes for x in n.input}
     kept_inits = [i for i in graph.initializer if i.name in used]
     del graph.node[:]
@@ -183,6 +131,92 @@ def build_quantized_model(
     del graph.initializer[:]
     graph.initializer.extend(kept_inits + new_inits)
     return model
+
+
+def _sim_params(
+    op: WeightedOp,
+    enc: Encodings,
+    biases: Mapping[str, list[Encoding]],
+    options: SimOptions,
+    params_cache: ParamsCache | None,
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """``op``'s weight and bias as the simulation uses them: fake-quantized (from
+    ``params_cache`` when it has them), or float where the options keep the layer float."""
+    float_layers: Collection[str] = options.float_layers
+    keep_float = not options.quantize_weights or op.node in float_layers
+    if keep_float or op.output in float_layers:
+        return op.weight, op.bias
+    key = (op.weight_name, options.round_mode)
+    cached = params_cache.get(key) if params_cache is not None else None
+    if cached is None:
+        w_enc = _expand(enc.weights[op.weight_name], op.weight.shape[op.axis])
+        cached = (
+            fake_quant_per_channel(op.weight, w_enc, op.axis, options.round_mode),
+            _fake_quant_bias(op.bias, biases[op.bias_name], options.round_mode)
+            if op.bias_name
+            else op.bias,
+        )
+        if params_cache is not None:
+            params_cache[key] = cached
+    return cached
+
+
+def _with_params(
+    node: onnx.NodeProto,
+    op: WeightedOp,
+    w: NDArray[np.float32],
+    b: NDArray[np.float32],
+    new_inits: list[onnx.TensorProto],
+) -> onnx.NodeProto:
+    """A copy of weighted ``node`` reading weight ``w`` and bias ``b`` (added to ``new_inits``
+    as ``<name>__sim``) and writing ``op.conv_output`` (the BN's output when BN was folded)."""
+    w_name = f"{op.weight_name}__sim"
+    new_inits.append(numpy_helper.from_array(w, w_name))
+    n = onnx.NodeProto()
+    n.CopyFrom(node)
+    del n.input[:]
+    n.input.extend([node.input[0], w_name])
+    if op.bias_name:
+        b_name = f"{op.bias_name}__sim"
+        new_inits.append(numpy_helper.from_array(b, b_name))
+        n.input.append(b_name)
+    n.output[0] = op.conv_output
+    return n
+
+
+def _activation_chains(
+    view: ModelView, enc: Encodings, options: SimOptions, new_inits: list[onnx.TensorProto]
+) -> tuple[list[onnx.NodeProto], dict[str, str]]:
+    """Fake-quant chains at every kept tensor with an encoding (none left float), and the
+    renames they need: the producer of ``t`` writes ``t__f`` and the chain writes ``t``; the
+    graph input ``x`` stays and its consumers read the chain's ``x__q``."""
+    fq_nodes: list[onnx.NodeProto] = []
+    rename: dict[str, str] = {}
+    if not options.quantize_activations:
+        return fq_nodes, rename
+    for t in view.kept_tensors:
+        e = enc.activations.get(t)
+        if e is None or t in options.float_layers:
+            continue
+        if t == view.input_name:
+            rename[t] = f"{t}__q"
+            fq_nodes += _fq_nodes(t, f"{t}__q", e, options.round_mode, new_inits)
+        else:
+            rename[t] = f"{t}__f"
+            fq_nodes += _fq_nodes(f"{t}__f", t, e, options.round_mode, new_inits)
+    return fq_nodes, rename
+
+
+def _rename_tensors(nodes: list[onnx.NodeProto], rename: dict[str, str], graph_input: str) -> None:
+    """Outputs renamed as ``rename`` says; inputs only for the graph input (in place)."""
+    for n in nodes:
+        for i, o in enumerate(n.output):
+            if o in rename and o != graph_input:
+                n.output[i] = rename[o]
+        if graph_input in rename:
+            for i, x in enumerate(n.input):
+                if x == graph_input:
+                    n.input[i] = rename[x]
 
 
 def _expand(encs: list[Encoding], channels: int) -> list[Encoding]:
@@ -248,65 +282,87 @@ def build_layerwise_model(
     model = onnx.ModelProto()
     model.CopyFrom(float_model)
     graph = model.graph
-    q_inits = {i.name for i in q_model.graph.initializer}
     for init in q_model.graph.initializer:
         clone = onnx.TensorProto()
         clone.CopyFrom(init)
         clone.name = f"lwq__{init.name}"
         graph.initializer.append(clone)
-    activations = set(view.all_tensors)
-    new_nodes: list[onnx.NodeProto] = []
-    new_inits: list[onnx.TensorProto] = []
-    quantized_inputs: dict[str, str] = {}
+    clones = _LayerwiseClones(view, enc, round_mode, q_model)
+    for node in q_model.graph.node:
+        if node.output and node.output[0] in clones.group_of:
+            clones.add(node, quantize_outputs)
+    graph.initializer.extend(clones.new_inits)
+    all_inits = list(graph.initializer)
+    nodes = _toposort(list(graph.node) + clones.new_nodes, view.input_name, all_inits)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    for name in clones.outputs.values():
+        graph.output.append(helper.make_empty_tensor_value_info(name))
+    return model, clones.outputs
 
-    def quantized_input(x: str) -> str:
-        if x not in quantized_inputs:
-            carrier = view.fused_into.get(x, x)
-            e = enc.activations.get(carrier)
+
+class _LayerwiseClones:
+    """The layerwise copies of a weights-quantized model's nodes (see
+    :func:`build_layerwise_model`): each node of a fused group is cloned as ``<name>__lw``,
+    reading the quantized weights ``lwq__<init>``, its group's other clones, and the float
+    activations fake-quantized once each (``<tensor>__lwin``)."""
+
+    def __init__(
+        self, view: ModelView, enc: Encodings, round_mode: RoundMode, q_model: onnx.ModelProto
+    ) -> None:
+        self.view, self.enc, self.round_mode = view, enc, round_mode
+        self.q_inits = {i.name for i in q_model.graph.initializer}
+        self.activations = set(view.all_tensors)
+        # activation -> the kept tensor of its fused group
+        self.group_of = {
+            o: view.fused_into.get(o, o)
+            for node in q_model.graph.node
+            for o in node.output
+            if o in self.activations
+        }
+        self.new_nodes: list[onnx.NodeProto] = []
+        self.new_inits: list[onnx.TensorProto] = []
+        self.quantized_inputs: dict[str, str] = {}
+        self.outputs: dict[str, str] = {}  # kept tensor -> its layerwise output
+
+    def quantized_input(self, x: str) -> str:
+        """Float activation ``x`` fake-quantized with its carrier's encoding (once)."""
+        if x not in self.quantized_inputs:
+            carrier = self.view.fused_into.get(x, x)
+            e = self.enc.activations.get(carrier)
             if e is None:
-                quantized_inputs[x] = x
+                self.quantized_inputs[x] = x
             else:
-                quantized_inputs[x] = f"{x}__lwin"
-                new_nodes.extend(_fq_nodes(x, f"{x}__lwin", e, round_mode, new_inits))
-        return quantized_inputs[x]
+                self.quantized_inputs[x] = f"{x}__lwin"
+                self.new_nodes.extend(
+                    _fq_nodes(x, f"{x}__lwin", e, self.round_mode, self.new_inits)
+                )
+        return self.quantized_inputs[x]
 
-    group_of = {}
-    for node in q_model.graph.node:
-        for o in node.output:
-            if o in activations:
-                group_of[o] = view.fused_into.get(o, o)
-    outputs: dict[str, str] = {}
-    for node in q_model.graph.node:
-        if not node.output or node.output[0] not in group_of:
-            continue
-        group = group_of[node.output[0]]
+    def add(self, node: onnx.NodeProto, quantize_outputs: bool) -> None:
+        """Clone ``node``; at its group's kept tensor, record the layerwise output (after a
+        fake-quant chain when ``quantize_outputs``)."""
+        group = self.group_of[node.output[0]]
         clone = onnx.NodeProto()
         clone.CopyFrom(node)
         clone.name = f"{node.name or node.output[0]}__lw"
         for i, x in enumerate(node.input):
-            if x in q_inits:
+            if x in self.q_inits:
                 clone.input[i] = f"lwq__{x}"
-            elif group_of.get(x) == group:  # produced inside the same fused group
+            elif self.group_of.get(x) == group:  # produced inside the same fused group
                 clone.input[i] = f"{x}__lw"
-            elif x in activations:
-                clone.input[i] = quantized_input(x)
+            elif x in self.activations:
+                clone.input[i] = self.quantized_input(x)
         for i, o in enumerate(node.output):
             clone.output[i] = f"{o}__lw"
-        new_nodes.append(clone)
-        if node.output[0] == group:
-            e = enc.activations.get(group)
-            if e is not None and not quantize_outputs:
-                outputs[group] = f"{group}__lw"
-            elif e is not None:
-                new_nodes.extend(
-                    _fq_nodes(f"{group}__lw", f"{group}__lwq", e, round_mode, new_inits)
-                )
-                outputs[group] = f"{group}__lwq"
-    graph.initializer.extend(new_inits)
-    all_inits = list(graph.initializer)
-    nodes = _toposort(list(graph.node) + new_nodes, view.input_name, all_inits)
-    del graph.node[:]
-    graph.node.extend(nodes)
-    for name in outputs.values():
-        graph.output.append(helper.make_empty_tensor_value_info(name))
-    return model, outputs
+        self.new_nodes.append(clone)
+        e = self.enc.activations.get(group)
+        if node.output[0] != group or e is None:
+            return
+        if not quantize_outputs:
+            self.outputs[group] = f"{group}__lw"
+            return
+        self.new_nodes.extend(
+            _fq_nodes(f"{group}__lw", f"{group}__lwq", e, self.round_mode, self.new_inits)
+        )
+        self.outputs[group] = f"{group}__lwq"
