@@ -53,14 +53,17 @@ class Runner:
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def run(
-        self, x_nchw: NDArray[np.float32], names: Sequence[str] | None = None
+        self, x: NDArray[np.float32], names: Sequence[str] | None = None
     ) -> dict[str, NDArray[np.float32]]:
-        """Outputs by name. They are views of onnxruntime's own output buffers (``OrtValue.numpy``
-        shares memory and keeps the buffer alive), not copies: ``session.run`` would copy every
-        output once more, which for a model exposing all its activations doubles the memory
-        they take and adds a pass over them."""
+        """Outputs by name for the input batch ``x``, a float32 ndarray in the model's own
+        layout, (N, C, H, W) or (N, H, W, C) (``ModelView.input_layout``).
+
+        The outputs are views of onnxruntime's own output buffers (``OrtValue.numpy`` shares
+        memory and keeps the buffer alive), not copies: ``session.run`` would copy every output
+        once more, which for a model exposing all its activations doubles the memory they take
+        and adds a pass over them."""
         wanted = list(names) if names is not None else self.output_names
-        x = np.ascontiguousarray(x_nchw)
+        x = np.ascontiguousarray(x)
         feed = {self.input_name: ort.OrtValue.ortvalue_from_numpy(x)}
         values = self.session.run_with_ort_values(wanted, feed)
         # The input asked back as an output is ``x`` itself: onnxruntime's value for it only
