@@ -21,6 +21,7 @@ from pipeline.quantization.encoding import (
     symmetric_encoding,
     tf_encoding,
 )
+from tests.graphs import libpymo_data
 
 # (data min, data max) -> scale, offset, enc_min, enc_max  (spec §2.4, S9 examples)
 TF_TABLE = [
@@ -31,12 +32,6 @@ TF_TABLE = [
     # AIMET 0.4.0 PyTorch example (spec §10)
     ((-2.109158515930176, 2.6086959838867188), 0.018501389771699905, -114, None, None),
 ]
-
-
-def libpymo_data() -> np.ndarray:
-    """The data behind spec §4.4's libpymo reference vectors."""
-    rng = np.random.default_rng(0)
-    return np.concatenate([rng.normal(size=100000), [30.0] * 5]).astype(np.float32)
 
 
 @pytest.mark.parametrize(

@@ -13,11 +13,7 @@ from pipeline.quantization.histogram import (
     percentile_encoding,
     support_of,
 )
-
-
-def libpymo_data() -> np.ndarray:
-    rng = np.random.default_rng(0)
-    return np.concatenate([rng.normal(size=100000), [30.0] * 5]).astype(np.float32)
+from tests.graphs import libpymo_data
 
 
 def _pdf(*batches: np.ndarray) -> Pdf:

@@ -101,24 +101,24 @@ def test_kept_top_values_follow_a_sort_of_the_strided_sample():
 def test_fake_quant_in_the_kernel_equals_the_graph_chain(mode):
     """Layerwise outputs are fake-quantized inside the comparison pass; bit for bit what the
     simulation graph's chain gives on onnxruntime."""
-    from onnx import TensorProto, helper
+    from onnx import helper
 
     from pipeline.analysis.evaluate import Comparison, Reference, fake_quant_of
     from pipeline.graph.runtime import Runner
+    from pipeline.graph.view import analyze
     from pipeline.quantization.encoding import tf_encoding
-    from pipeline.quantization.simulate import _fq_nodes
+    from pipeline.quantization.encodings import Encodings
+    from pipeline.quantization.simulate import SimOptions, build_quantized_model
+    from tests.graphs import model_of
 
     e = tf_encoding(-1.3, 2.7)
-    inits: list = []
-    nodes = _fq_nodes("y", "yq", e, mode, inits)
-    g = helper.make_graph(
-        nodes,
-        "fq",
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 64, 64])],
-        [helper.make_tensor_value_info("yq", TensorProto.FLOAT, [1, 4, 64, 64])],
-        inits,
+    # the simulation of y -> Identity -> yq with only yq quantized: the chain alone
+    view = analyze(
+        model_of(
+            [helper.make_node("Identity", ["y"], ["yq"])], shape=[1, 4, 64, 64], names=("y", "yq")
+        )
     )
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m = build_quantized_model(view, Encodings({"yq": e}, {}, {}), SimOptions(round_mode=mode))
     rng = np.random.default_rng(3)
     y = rng.uniform(-2, 3.5, (1, 4, 64, 64)).astype(np.float32)
     y.flat[:50] = (np.arange(50) - 20 + 0.5 - e.offset) * np.float32(e.scale)  # near ties

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import onnx
 import pytest
@@ -14,7 +16,7 @@ from pipeline.calibration.record import calibration_record
 from pipeline.calibration.statistics import Statistics
 from pipeline.data.tensors import preprocess
 from pipeline.errors import ModelError, NoStatisticsError
-from pipeline.graph.load import load
+from pipeline.graph.load import load, load_view
 from pipeline.graph.rewrite import with_outputs
 from pipeline.graph.runtime import Runner
 from pipeline.graph.view import analyze, check_input_spec
@@ -22,6 +24,7 @@ from pipeline.params import QuantizeParams, TensorsParams
 from pipeline.quantization.encoding import dequantize, quantize, tf_encoding
 from pipeline.quantization.encodings import Encodings
 from pipeline.quantization.simulate import SimOptions, build_quantized_model
+from tests.graphs import model_of, view_of
 from tests.photos import photo_raws
 
 SMALL = TensorsParams(height=64, width=96)
@@ -88,15 +91,9 @@ def test_external_data_outside_model_folder_is_refused(tmp_path):
     del w.float_data[:]
     entry = w.external_data.add()
     entry.key, entry.value = "location", "../../etc/passwd"
-    g = helper.make_graph(
-        [helper.make_node("Add", ["x", "w"], ["y"])],
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
-        [w],
-    )
+    m = model_of([helper.make_node("Add", ["x", "w"], ["y"])], [w], shape=[1])
     path = tmp_path / "m.onnx"
-    path.write_bytes(helper.make_model(g).SerializeToString())
+    path.write_bytes(m.SerializeToString())
     with pytest.raises(ModelError, match="outside the model's folder"):
         load(path)
 
@@ -121,14 +118,7 @@ def test_bn_folding_without_quantization_is_the_float_model(centerface_view, pho
 
 @pytest.mark.parametrize("mode", ["half_away", "half_even"])
 def test_activation_fake_quant_matches_numpy(mode):
-    g = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"])],
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, "H", "W"])],
-    )
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    view = analyze(m)
+    view = view_of([helper.make_node("Relu", ["x"], ["y"])])
     e = tf_encoding(-1.0, 3.0)
     enc = Encodings({"x": e, "y": tf_encoding(0.0, 2.0)}, {}, {})
     x = np.random.default_rng(1).uniform(-2, 4, (1, 3, 8, 8)).astype(np.float32)
@@ -247,3 +237,15 @@ def test_batched_calibration_equals_one_image_at_a_time(
         assert one.pdfs is not None and two.pdfs is not None
         for name in centerface_view.kept_tensors:
             np.testing.assert_array_equal(one.pdfs[name].pdf, two.pdfs[name].pdf)
+
+
+def test_load_view_carries_the_files_sha256(centerface):
+    view = load_view(centerface)
+    assert view.sha256 == hashlib.sha256(centerface.read_bytes()).hexdigest()
+    assert analyze(load(centerface)).sha256 == ""  # a view built in memory has none
+
+
+def test_a_statistics_cache_needs_the_models_hash(tmp_path):
+    view = view_of([helper.make_node("Relu", ["x"], ["y"])])
+    with pytest.raises(ValueError, match="keyed by the model's sha256"):
+        Calibrator(view, SMALL, QuantizeParams(), tmp_path / "cache")

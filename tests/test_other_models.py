@@ -8,29 +8,18 @@ from dataclasses import replace
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from pipeline.calibration.collect import Calibrator
 from pipeline.calibration.encodings import compute_encodings
-from pipeline.data.tensors import write_raw
-from pipeline.errors import ModelError
+from pipeline.errors import DataError, ModelError
 from pipeline.graph.load import prepare
 from pipeline.graph.runtime import Runner
 from pipeline.graph.view import analyze, check_input_spec
 from pipeline.params import QuantizeParams, TensorsParams
 from pipeline.quantization.simulate import SimOptions, build_quantized_model
+from tests.graphs import initializer, model_of, view_of, write_raws
 from tests.photos import photo_raws
-
-
-def _init(name: str, arr: np.ndarray) -> onnx.TensorProto:
-    return numpy_helper.from_array(arr.astype(np.float32), name)
-
-
-def _view_of(nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto] | None = None):
-    """The view of an opset-13 graph from ``x`` to ``y``, both (N, 3, H, W) float."""
-    spec = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 3, "H", "W"]) for n in "xy"]
-    g = helper.make_graph(nodes, "g", spec[:1], spec[1:], inits or [])
-    return analyze(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
 
 
 def small_model(nhwc: bool = False, opset: int = 13) -> onnx.ModelProto:
@@ -41,18 +30,18 @@ def small_model(nhwc: bool = False, opset: int = 13) -> onnx.ModelProto:
         nodes.append(helper.make_node("Transpose", [x], ["x_nchw"], perm=[0, 3, 1, 2]))
         x = "x_nchw"
     inits += [
-        _init("w1", rng.normal(size=(8, 3, 3, 3)) * 0.2),
-        _init("bn_g", rng.uniform(0.5, 1.5, 8)),
-        _init("bn_b", rng.normal(size=8)),
-        _init("bn_m", rng.normal(size=8) * 0.1),
-        _init("bn_v", rng.uniform(0.5, 2, 8)),
-        _init("w2", rng.normal(size=(8, 8, 3, 3)) * 0.2),
-        _init("b2", rng.normal(size=8)),
-        _init("lo", np.array(0.0)),
-        _init("hi", np.array(6.0)),
-        _init("fc_w", rng.normal(size=(16, 8)) * 0.3),
-        _init("fc_b", rng.normal(size=16)),
-        _init("mm_w", rng.normal(size=(16, 4)) * 0.3),
+        initializer("w1", rng.normal(size=(8, 3, 3, 3)) * 0.2),
+        initializer("bn_g", rng.uniform(0.5, 1.5, 8)),
+        initializer("bn_b", rng.normal(size=8)),
+        initializer("bn_m", rng.normal(size=8) * 0.1),
+        initializer("bn_v", rng.uniform(0.5, 2, 8)),
+        initializer("w2", rng.normal(size=(8, 8, 3, 3)) * 0.2),
+        initializer("b2", rng.normal(size=8)),
+        initializer("lo", np.array(0.0)),
+        initializer("hi", np.array(6.0)),
+        initializer("fc_w", rng.normal(size=(16, 8)) * 0.3),
+        initializer("fc_b", rng.normal(size=16)),
+        initializer("mm_w", rng.normal(size=(16, 4)) * 0.3),
     ]
     nodes += [
         helper.make_node("Conv", [x, "w1"], ["c1"], pads=[1, 1, 1, 1]),
@@ -119,16 +108,7 @@ def test_quantize_and_simulate_other_models(nhwc, opset, photos, tmp_path):
 
 
 def test_nhwc_spec_mismatch_names_layout():
-    v = analyze(
-        helper.make_model(
-            helper.make_graph(
-                [helper.make_node("Relu", ["x"], ["y"])],
-                "g",
-                [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64, 64, 3])],
-                [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64, 64, 3])],
-            )
-        )
-    )
+    v = analyze(model_of([helper.make_node("Relu", ["x"], ["y"])], shape=[1, 64, 64, 3]))
     with pytest.raises(ModelError, match=r"NHWC.*height differs"):
         check_input_spec(v, 32, 64)
 
@@ -137,34 +117,30 @@ def test_nhwc_spec_mismatch_names_layout():
 @pytest.mark.parametrize("where", [None, 0, 37, 47])  # every element; one, first to last
 def test_nan_activation_is_a_clear_error_naming_the_tensor(tmp_path, histograms, where):
     """onnxruntime's in-graph max and min skip a NaN anywhere but first: a sum catches it."""
-    v = _view_of(
+    v = view_of(
         [helper.make_node("Log", ["x"], ["logx"]), helper.make_node("Relu", ["logx"], ["y"])]
     )
     tp = TensorsParams(height=4, width=4, layout="NCHW")
-    raw = tmp_path / "neg.raw"
     x = -np.ones((1, 3, 4, 4), np.float32)  # log of a negative number is NaN
     if where is not None:
         x = np.ones_like(x)
         x.flat[where] = -1
-    write_raw(raw, x)
-    from pipeline.errors import DataError
-
     with pytest.raises(DataError, match=r"tensor 'logx' contains NaN"):
-        Calibrator(v, tp, QuantizeParams()).collect_data([raw], histograms=histograms)
+        Calibrator(v, tp, QuantizeParams()).collect_data(
+            write_raws(tmp_path, [x]), histograms=histograms
+        )
 
 
 def test_infinities_of_both_signs_are_a_valid_range_not_a_nan(tmp_path):
     """+inf beside -inf makes the in-graph sum NaN too; the range is still measured."""
-    v = _view_of(
+    v = view_of(
         [helper.make_node("Div", ["x", "zero"], ["q"]), helper.make_node("Relu", ["q"], ["y"])],
-        [_init("zero", np.array(0.0))],
+        [initializer("zero", np.array(0.0))],
     )
     tp = TensorsParams(height=4, width=4, layout="NCHW")
-    raw = tmp_path / "inf.raw"
     x = np.ones((1, 3, 4, 4), np.float32)
     x.flat[5] = -1
-    write_raw(raw, x)
-    stats = Calibrator(v, tp, QuantizeParams()).collect_data([raw])
+    stats = Calibrator(v, tp, QuantizeParams()).collect_data(write_raws(tmp_path, [x]))
     assert stats.minmax.mins[v.kept_tensors.index("q")] == -np.inf
     assert stats.minmax.maxs[v.kept_tensors.index("q")] == np.inf
 
@@ -173,20 +149,18 @@ def test_histograms_when_a_tensor_is_all_zero_on_the_first_images(tmp_path):
     """libpymo fixes a tensor's histogram support on the first image where it is not all zero.
     Here ``r = Relu(x - 10)`` is zero on dark images: adding a bright one decides its support;
     cached and fresh runs agree bit for bit and only new images run."""
-    v = _view_of(
+    v = view_of(
         [
             helper.make_node("Sub", ["x", "ten"], ["d"]),
             helper.make_node("Relu", ["d"], ["r"]),
             helper.make_node("Add", ["x", "r"], ["y"]),
         ],
-        [_init("ten", np.array(10.0))],
+        [initializer("ten", np.array(10.0))],
     )
     tp = TensorsParams(height=8, width=8, layout="NCHW")
     rng = np.random.default_rng(0)
-    raws = []
-    for i, peak in enumerate([5.0, 6.0, 20.0, 15.0]):  # dark, dark, bright, bright
-        raws.append(tmp_path / f"{i}.raw")
-        write_raw(raws[-1], rng.uniform(0, peak, (1, 3, 8, 8)).astype(np.float32))
+    peaks = [5.0, 6.0, 20.0, 15.0]  # dark, dark, bright, bright
+    raws = write_raws(tmp_path, [rng.uniform(0, p, (1, 3, 8, 8)).astype(np.float32) for p in peaks])
     cached = Calibrator(replace(v, sha256="s" * 64), tp, QuantizeParams(), tmp_path / "cache")
     first = cached.collect_data(raws[:2], histograms=True)
     assert first.pdfs is not None and first.pdfs["r"].iterations == 0  # no support yet
