@@ -184,6 +184,7 @@ def compare(
     hi: float,
     ys: Sequence[NDArray[np.float32]] = (),
     fake_quant: Sequence[FakeQuant | None] | None = None,
+    *,
     top: int = 0,
     top_step: int = 1,
 ) -> Compared:
