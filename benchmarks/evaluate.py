@@ -24,7 +24,7 @@ compared, in four configurations:
 
 Two more rows split the default configuration's cost:
 
-* its model runs alone (``evaluate.VariantRuns``: the same models and sessions, built from
+* its model runs alone (``runs.VariantRuns``: the same models and sessions, built from
   scratch, every image run through them, nothing compared), so what the comparisons add is the
   difference;
 * the bare computations the default cannot do without, each run as the floor's are
@@ -92,9 +92,11 @@ def main() -> None:
     args = ap.parse_args()
 
     from pipeline.analysis import evaluate
-    from pipeline.calibration.collect import Calibrator
+    from pipeline.analysis import runs as eval_runs
+    from pipeline.analysis.metrics import clip_bounds
+    from pipeline.calibration import calibrate
     from pipeline.data.tensors import read_raw
-    from pipeline.graph.load import load_view
+    from pipeline.graph import model
     from pipeline.params import QuantizeParams, TensorsParams
     from pipeline.quantization.simulate import (
         ParamsCache,
@@ -104,12 +106,12 @@ def main() -> None:
     )
 
     tp = TensorsParams(height=args.height, width=args.width, layout="NCHW")
-    view = load_view(model_path())
+    view = model.analyze(model.load(model_path()))
     with tempfile.TemporaryDirectory(prefix="fieldcal-bench-") as tmp:
         raws = make_raws(Path(tmp), args.n, args.height, args.width)
-        calibrator = Calibrator(view, tp, QuantizeParams())
-        enc = calibrator.compute_data(calibrator.collect_data(raws, histograms=False))
-        images = [evaluate.EvalImage(p, p.name, "bench") for p in raws]
+        stats = calibrate.collect(view, raws, tp, "bench", None, histograms=False)
+        enc = calibrate.compute_encodings(view, stats, QuantizeParams())
+        images = [eval_runs.EvalImage(p, p.name, "bench") for p in raws]
 
         best: dict[str, float] = {}
 
@@ -128,21 +130,21 @@ def main() -> None:
                 quant_run(x)
             return in_float
 
-        def comparisons_per_image(runs: evaluate.VariantRuns) -> float:
+        def comparisons_per_image(runs: eval_runs.VariantRuns) -> float:
             """Seconds per image of the default's comparisons alone (``compare_image`` on each
             image's real tensors, which are far beyond the caches: read from memory)."""
-            ranges = {t: evaluate.clip_bounds(enc.activations[t]) for t in runs.names}
+            ranges = {t: clip_bounds(enc.activations[t]) for t in runs.names}
             spent = 0.0
             for p in raws[:8]:
                 ref, outs = runs.run(read_raw(p, tp))
                 t0 = time.perf_counter()
-                evaluate.compare_image(ref, ranges, runs.names, outs, runs.fake_quant)
+                eval_runs.compare_image(ref, ranges, runs.names, outs, runs.fake_quant)
                 spent += time.perf_counter() - t0
             return spent / len(raws[:8])
 
         def model_runs_only() -> None:
-            opts = evaluate.EvalOptions(**CONFIGS[DEFAULT])  # type: ignore[arg-type]
-            runs = evaluate.VariantRuns(view, enc, opts)
+            opts = eval_runs.EvalOptions(**CONFIGS[DEFAULT])  # type: ignore[arg-type]
+            runs = eval_runs.VariantRuns(view, enc, opts)
             for p in raws:
                 runs.run(read_raw(p, tp))
 
@@ -166,10 +168,10 @@ def main() -> None:
                 for sess, name, outs in feeds:
                     sess.run_with_ort_values(outs, {name: ort.OrtValue.ortvalue_from_numpy(x)})
 
-        default_runs = evaluate.VariantRuns(
+        default_runs = eval_runs.VariantRuns(
             view,
             enc,
-            evaluate.EvalOptions(**CONFIGS[DEFAULT]),  # type: ignore[arg-type]
+            eval_runs.EvalOptions(**CONFIGS[DEFAULT]),  # type: ignore[arg-type]
         )
         for _ in range(args.repeat):
             for spinning in FLOOR_SPINNING:
@@ -188,7 +190,7 @@ def main() -> None:
                 keep(FLOAT_PASS, in_float / len(raws))
                 del float_run, quant_run
             for name, cfg in CONFIGS.items():
-                opts = evaluate.EvalOptions(decoder="centerface", **cfg)  # type: ignore[arg-type]
+                opts = eval_runs.EvalOptions(decoder="centerface", **cfg)  # type: ignore[arg-type]
                 t0 = time.perf_counter()
                 evaluate.run_evaluation(view, enc, images, tp, opts)
                 keep(name, time.perf_counter() - t0)

@@ -2,28 +2,24 @@
 
 from pathlib import Path
 
-from pipeline.analysis import coverage
-from pipeline.atomic import write_json
+from pipeline.analysis import artifacts, coverage
+from pipeline.layout import Layout
 from pipeline.params import Params
 from pipeline.stage import run
 
 
 def main(params: Params) -> None:
-    report = coverage.session_report(
-        Path("."),
-        params.paths,
-        params.model.path,
-        params.quantize.fold_batchnorm,
-        params.tensors,
-        params.coverage,
-        params.curate.seed,
-        compute=params.compute,
+    inputs = coverage.CoverageInputs(
+        Path("."), params.paths, params.model.path, params.quantize.fold_batchnorm, params.tensors
     )
-    write_json(params.paths.out / "coverage" / "coverage.json", report.verdicts)
+    report = coverage.check_sessions(
+        inputs, params.coverage, params.curate.seed, compute=params.compute
+    )
+    artifacts.write(Layout.of(params.paths).coverage.coverage, report.verdicts)
     print(f"coverage: {report.measured} images measured, {report.cached} from the cache")
     for sess, scenes in report.verdicts.items():
         for scene, v in scenes.items():
-            print(f"coverage: {sess} {scene}: requantize {v['requantize']} ({v['reason']})")
+            print(f"coverage: {sess} {scene}: requantize {v.requantize} ({v.reason})")
 
 
 if __name__ == "__main__":

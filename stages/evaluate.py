@@ -4,10 +4,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipeline.analysis import advice, evaluate
-from pipeline.atomic import write_json
+from pipeline.analysis import advice, artifacts, evaluate, summary, writers
+from pipeline.analysis.runs import EvalImage, EvalOptions
 from pipeline.errors import GateError
 from pipeline.graph.load import load_view
+from pipeline.layout import Layout
 from pipeline.params import Params
 from pipeline.progress import progress
 from pipeline.quantization import encodings_json
@@ -15,31 +16,34 @@ from pipeline.stage import run
 
 
 def main(params: Params) -> None:
-    paths, qp, ep, tp = params.paths, params.quantize, params.evaluate, params.tensors
+    qp, ep, tp = params.quantize, params.evaluate, params.tensors
+    layout = Layout.of(params.paths)
     view = load_view(params.model.path, qp.fold_batchnorm)
-    enc_path = paths.out / "quantize" / "encodings.json"
+    enc_path = layout.quantize.encodings
     enc = encodings_json.for_model(encodings_json.read(enc_path), view, enc_path)
-    index = pq.read_table(paths.out / "tensors" / "evaluation" / "index.parquet").to_pylist()
-    images = [evaluate.EvalImage(Path(r["raw"]), r["path"], r["scene"]) for r in index]
+    index = pq.read_table(layout.tensors.evaluation.index).to_pylist()
+    images = [EvalImage(Path(r["raw"]), r["path"], r["scene"]) for r in index]
+    opts = EvalOptions(
+        attribution=ep.attribution,
+        layerwise=ep.layerwise,
+        sensitivity_layers=ep.sensitivity_layers,
+        decoder=params.model.decoder,
+        detection_threshold=ep.detection_threshold,
+        round_mode=qp.round_mode,
+    )
     with progress("evaluating", len(images)) as advance:
-        opts = evaluate.EvalOptions(
-            attribution=ep.attribution,
-            layerwise=ep.layerwise,
-            sensitivity_layers=ep.sensitivity_layers,
-            decoder=params.model.decoder,
-            detection_threshold=ep.detection_threshold,
-            round_mode=qp.round_mode,
-        )
         results = evaluate.run_evaluation(view, enc, images, tp, opts, advance)
-    scenes, layer_rows, failures = evaluate.summarize(view, results, ep)
-    out = paths.out / "evaluate"
-    doc = evaluate.metrics_document(scenes, qp, ep, params.model.path, view.sha256)
-    write_json(out / "metrics.json", doc)
-    write_json(out / "layers.json", layer_rows)
+    scenes, layer_rows, failures = summary.summarize(view, results, ep)
+    out = layout.evaluate
+    model_sha = view.sha256
+    artifacts.write(
+        out.metrics, summary.metrics_document(scenes, qp, ep, params.model.path, model_sha)
+    )
+    artifacts.write(out.layers, layer_rows)
     items = advice.advise(view, qp.weights.per_channel, qp.activations.mode, layer_rows)
-    write_json(out / "advice.json", advice.to_json(items))
-    evaluate.write_layer_csvs(out / "layers", layer_rows)
-    evaluate.write_scene_csv(out / "scenes.csv", scenes)
+    artifacts.write(out.advice, advice.to_json(items))
+    writers.write_layer_csvs(out.layer_csvs, layer_rows)
+    writers.write_scene_csv(out.scenes_csv, scenes)
     for f in failures:
         print(f"gate: {f.line()}")
     if failures and ep.fail_on_gate:

@@ -4,41 +4,36 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipeline.analysis import stability
-from pipeline.analysis.evaluate import EvalImage
-from pipeline.atomic import write_json, write_text
+from pipeline.analysis import artifacts, stability
+from pipeline.analysis.evaluate import OneshotScorer
+from pipeline.analysis.runs import EvalImage
+from pipeline.atomic import write_text
 from pipeline.calibration import calibrate
 from pipeline.graph.load import load_view
+from pipeline.layout import Layout
 from pipeline.params import Params
 from pipeline.stage import run
 
 
 def main(params: Params) -> None:
-    paths, qp, tp, sp = params.paths, params.quantize, params.tensors, params.stability
+    qp, tp, sp, layout = params.quantize, params.tensors, params.stability, Layout.of(params.paths)
     view = load_view(params.model.path, qp.fold_batchnorm)
     model_sha = view.sha256
-    cal = pq.read_table(paths.out / "tensors" / "calibration" / "index.parquet")
+    cal = pq.read_table(layout.tensors.calibration.index)
     raws = [Path(r) for r in cal.column("raw").to_pylist()]
-    stats = calibrate.collect(view, raws, tp, model_sha, paths.cache)  # cached: no model run
+    stats = calibrate.collect(view, raws, tp, model_sha, params.paths.cache)  # cached: no run
     images = [
         EvalImage(Path(r["raw"]), r["path"], r["scene"])
-        for r in pq.read_table(paths.out / "tensors" / "evaluation" / "index.parquet").to_pylist()
+        for r in pq.read_table(layout.tensors.evaluation.index).to_pylist()
     ]
-    curves = stability.for_calibration(
-        view,
-        stats,
-        cal.column("scene").to_pylist(),
-        images,
-        tp,
-        qp,
-        params.evaluate,
-        sp,
-        params.curate.seed,
-    )
+    # output SQNR and cosine only: no detection decoder
+    scorer = OneshotScorer(view, tp, params.evaluate, "none", qp.round_mode)
+    calibration = stability.CalibrationSet(stats, cal.column("scene").to_pylist())
+    curves = stability.for_calibration(scorer, calibration, images, qp, sp, params.curate.seed)
     mode = stability.curve_mode(qp).activations.mode
-    out = paths.out / "stability"
-    write_json(out / "stability.json", {c.group: c.to_json(sp.tolerance, mode) for c in curves})
-    write_text(out / "curves.csv", stability.to_csv(curves))
+    out = layout.stability
+    artifacts.write(out.stability, {c.group: c.record(sp.tolerance, mode) for c in curves})
+    write_text(out.curves, stability.to_csv(curves))
     for c in curves:
         enough = f"{c.enough} images" if c.enough else f"more than the {c.images} there are"
         print(f"stability: {c.group}: scales settle within {sp.tolerance:.0%} from {enough}")

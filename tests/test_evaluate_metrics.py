@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from pipeline.analysis.evaluate import Comparison, LayerAcc, Reference, cosine, sqnr_db
+from pipeline.analysis.metrics import Comparison, LayerAcc, Reference, cosine, sqnr_db
 
 
 def test_sqnr_reference_definition():
@@ -19,7 +19,7 @@ def test_sqnr_reference_definition():
     acc.add(ref, Comparison.of(ref, y), "img")
     assert acc.sqnr("golden") == pytest.approx(10 * math.log10(25))
     assert acc.sqnr("inference") == pytest.approx(10 * math.log10(18))
-    assert acc.summary("golden")["cosine"] == pytest.approx(21 / (5 * math.sqrt(18)))
+    assert acc.summary("golden").cosine == pytest.approx(21 / (5 * math.sqrt(18)))
 
 
 def test_identical_tensors_give_a_large_finite_sqnr():
@@ -45,7 +45,7 @@ def test_pooled_sqnr_equals_concatenation_and_tracks_worst_image():
     X, Y = np.concatenate(xs).astype(np.float64), np.concatenate(ys).astype(np.float64)
     assert acc.sqnr() == pytest.approx(10 * math.log10((X @ X) / ((X - Y) @ (X - Y))))
     assert acc.worst_image == "img1"
-    assert acc.summary("golden")["clip_rate"] == pytest.approx(np.mean(np.abs(X) > 1.0))
+    assert acc.summary("golden").clip_rate == pytest.approx(np.mean(np.abs(X) > 1.0))
 
 
 @settings(max_examples=200, deadline=None)
@@ -57,7 +57,7 @@ def test_pooled_sqnr_equals_concatenation_and_tracks_worst_image():
 def test_quantile_from_the_kept_top_values_is_numpys_linear_quantile(values, q, step):
     """The comparison pass keeps the largest |x| of x[::step]; the quantile read from them is
     np.quantile's (linear method) of that sample."""
-    from pipeline.analysis.evaluate import top_needed, upper_quantile_from_top
+    from pipeline.analysis.metrics import top_needed, upper_quantile_from_top
     from pipeline.native import kernels
 
     sample = np.abs(values[::step]).astype(np.float64)

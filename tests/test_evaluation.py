@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from pipeline.analysis import advice, detect, evaluate
+from pipeline.analysis import advice, artifacts, detect, evaluate, gates, runs, summary
+from pipeline.analysis.metrics import LayerAcc
 from pipeline.calibration import calibrate
 from pipeline.cli import app
 from pipeline.data.tensors import preprocess, read_raw, write_raw
@@ -48,10 +49,10 @@ def test_agreement_counts_misses_spurious_and_iou():
     a = detect.Agreement()
     a.add(ref, got, "img.jpg")
     s = a.summary()
-    assert (s["float_faces"], s["missed"], s["spurious"]) == (2, 1, 1)
-    assert s["miss_rate"] == 0.5
-    assert s["mean_iou"] == pytest.approx(81 / 119)
-    assert s["images_with_miss"] == ["img.jpg"]
+    assert (s.float_faces, s.missed, s.spurious) == (2, 1, 1)
+    assert s.miss_rate == 0.5
+    assert s.mean_iou == pytest.approx(81 / 119)
+    assert s.images_with_miss == ["img.jpg"]
 
 
 def test_layerwise_first_layer_equals_oneshot_and_later_layers_do_better(
@@ -59,9 +60,9 @@ def test_layerwise_first_layer_equals_oneshot_and_later_layers_do_better(
 ):
     tp, raws, enc = calibrated
     view = centerface_view
-    images = [evaluate.EvalImage(r, f"img{i}", "day") for i, r in enumerate(raws[:2])]
+    images = [runs.EvalImage(r, f"img{i}", "day") for i, r in enumerate(raws[:2])]
     res = evaluate.run_evaluation(
-        view, enc, images, tp, evaluate.EvalOptions(attribution=True, layerwise=True)
+        view, enc, images, tp, runs.EvalOptions(attribution=True, layerwise=True)
     )["day"]
     first = view.kept_tensors[1]
     assert res.layers["layerwise"][first].sqnr() == pytest.approx(
@@ -84,9 +85,9 @@ def test_layerwise_model_outputs_every_kept_tensor(centerface_view, calibrated):
     assert all(np.isfinite(v).all() for v in out.values())
 
 
-def _scene(cos: float, sqnr: float) -> evaluate.SceneResult:
-    res = evaluate.SceneResult(images=1)
-    acc = evaluate.LayerAcc(n=1, sxx=1.0, syy=1.0, sxy=cos, see=10 ** (-sqnr / 10))
+def _scene(cos: float, sqnr: float) -> runs.SceneResult:
+    res = runs.SceneResult(images=1)
+    acc = LayerAcc(n=1, sxx=1.0, syy=1.0, sxy=cos, see=10 ** (-sqnr / 10))
     res.layers["full"] = {"x": acc, "y": acc}
     return res
 
@@ -97,8 +98,8 @@ def test_gate_scene_default_and_floor():
         gate_floor=Gate(cosine_min=0.95),
         gates={"night": Gate(cosine_min=0.999, sqnr_min_db=30)},
     )
-    assert evaluate.gate_for("day", p).cosine_min == 0.95  # floor beats a laxer default
-    night = evaluate.gate_for("night", p)
+    assert gates.gate_for("day", p).cosine_min == 0.95  # floor beats a laxer default
+    night = gates.gate_for("night", p)
     assert (night.cosine_min, night.sqnr_min_db) == (0.999, 30)
 
 
@@ -116,7 +117,7 @@ def test_gate_failures_name_metric_value_threshold_and_layer():
     view = M.analyze(helper.make_model(g))
     results = {"night": _scene(0.98, 20.0), "day": _scene(0.9999, 40.0)}
     p = EvaluateParams(gates={"night": Gate(cosine_min=0.99)})
-    metrics, _, failures = evaluate.summarize(view, results, p)
+    metrics, _, failures = summary.summarize(view, results, p)
     assert [f.scene for f in failures] == ["night"]
     line = failures[0].line()
     assert (
@@ -125,35 +126,95 @@ def test_gate_failures_name_metric_value_threshold_and_layer():
         and "0.99" in line
         and "worst layer y" in line
     )
-    assert metrics["day"]["gate"]["passed"] and not metrics["night"]["gate"]["passed"]
+    assert metrics["day"].gate.passed and not metrics["night"].gate.passed
+
+
+def layer_row(name: str, **fields: object) -> artifacts.LayerRow:
+    """A layer row with neutral metrics and ``fields`` over them."""
+    base = artifacts.LayerRow(
+        layer_index=1,
+        layer=name,
+        op_type="Relu",
+        sqnr_db=20.0,
+        sqnr_golden_db=20.0,
+        sqnr_inference_db=20.0,
+        mean_image_sqnr_db=20.0,
+        cosine=0.99,
+        mse=0.0,
+        max_abs_error=0.0,
+        clip_rate=0.0,
+        worst_image="a.jpg",
+        worst_image_sqnr_db=20.0,
+    )
+    return base.model_copy(update=fields)
+
+
+def _scene_metrics(cos: float, sqnr: float, worst: str, passed: bool) -> artifacts.SceneMetrics:
+    return artifacts.SceneMetrics(
+        images=1,
+        output_sqnr_db=sqnr,
+        output_cosine=cos,
+        outputs={"y": artifacts.OutputMetric(sqnr_db=sqnr, cosine=cos)},
+        worst_layer=worst,
+        worst_layer_sqnr_db=sqnr - 3,
+        worst_layer_clip_rate=0.0,
+        worst_layer_dominant="n/a",
+        gate=artifacts.GateRecord(cosine_min=0.99, passed=passed),
+    )
 
 
 def test_fieldcal_gate_cli(tmp_path):
     (tmp_path / "params.yaml").write_text("paths: {out: out}\n")
-    m = {
-        "scenes": {
-            "night": {
-                "output_cosine": 0.97,
-                "output_sqnr_db": 12.0,
-                "worst_layer": "410",
-                "worst_layer_sqnr_db": 9.0,
-                "gate": {"passed": False, "cosine_min": 0.99},
-            },
-            "day": {
-                "output_cosine": 0.999,
-                "output_sqnr_db": 30.0,
-                "worst_layer": "376",
-                "worst_layer_sqnr_db": 20.0,
-                "gate": {"passed": True, "cosine_min": 0.99},
-            },
-        }
-    }
-    (tmp_path / "out" / "evaluate").mkdir(parents=True)
-    (tmp_path / "out" / "evaluate" / "metrics.json").write_text(json.dumps(m))
+    doc = artifacts.MetricsDocument(
+        run=artifacts.RunInfo(
+            model="m.onnx",
+            model_sha256="0" * 64,
+            backend="embedded",
+            activations="tf 8-bit",
+            weights="symmetric 8-bit per-channel",
+            bias_bitwidth=32,
+            sqnr_signal="golden",
+        ),
+        passed=False,
+        scenes={
+            "night": _scene_metrics(0.97, 12.0, "410", False),
+            "day": _scene_metrics(0.999, 30.0, "376", True),
+        },
+    )
+    artifacts.write(tmp_path / "out" / "evaluate" / "metrics.json", doc)
     res = CliRunner().invoke(app, ["gate", "--root", str(tmp_path)])
     assert res.exit_code == 1
     lines = [ln for ln in res.output.splitlines() if ln.startswith("FAIL")]
     assert lines == ["FAIL scene 'night': output cosine 0.97 fails its gate 0.99; worst layer 410"]
+
+
+def test_artifacts_round_trip_and_omit_absent_keys(tmp_path):
+    """Written through the models, read back through them: the same bytes; absent optional
+    keys are left out, not written as null."""
+    rows = {"day": [layer_row("r"), layer_row("s", sqnr_layerwise_db=25.0, dominant="weights")]}
+    path = tmp_path / "layers.json"
+    artifacts.write(path, rows)
+    doc = json.loads(path.read_text())
+    assert "sqnr_layerwise_db" not in doc["day"][0] and doc["day"][1]["dominant"] == "weights"
+    assert doc["day"][0]["mean_image_sqnr_db"] == 20.0
+    again = tmp_path / "again.json"
+    artifacts.write(again, artifacts.read_layers(path))
+    assert again.read_bytes() == path.read_bytes()
+    doc["day"][0]["typo"] = 1
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="typo"):
+        artifacts.read_layers(path)
+
+
+def test_worst_layer_rule_prefers_own_error_when_measured():
+    rows = [
+        layer_row("a", sqnr_db=5.0, sqnr_layerwise_db=30.0),  # bad only downstream of others
+        layer_row("b", sqnr_db=10.0, sqnr_layerwise_db=12.0),
+        layer_row("c", sqnr_db=8.0),  # no own error: its accumulated error counts
+        layer_row("x", op_type="Input", sqnr_db=1.0),
+    ]
+    assert [r.layer for r in artifacts.worst_rows(rows)] == ["c", "b", "a"]
+    assert artifacts.worst_first([("b", None, 3.0), ("a", None, 3.0)]) == ["a", "b"]
 
 
 def test_advice_flags_standalone_bn_channels_and_spread():
@@ -180,7 +241,7 @@ def test_advice_flags_standalone_bn_channels_and_spread():
         inits,
     )
     view = M.analyze(helper.make_model(g))
-    rows = {"day": [{"layer": "r", "tail_ratio": 0.05}]}
+    rows = {"day": [layer_row("r", tail_ratio=0.05)]}
     kinds = {(a.kind, a.layer) for a in advice.advise(view, False, "tf", rows)}
     assert ("standalone_batchnorm", "y") in kinds
     assert ("channels_not_multiple_of_32", "r") in kinds
@@ -220,14 +281,14 @@ def test_metrics_do_not_depend_on_thread_counts(centerface_view, calibrated, mon
     from pipeline.native import kernels
 
     tp, raws, enc = calibrated
-    images = [evaluate.EvalImage(r, f"img{i}", "day") for i, r in enumerate(raws[:2])]
-    opts = evaluate.EvalOptions(attribution=True, layerwise=True)
+    images = [runs.EvalImage(r, f"img{i}", "day") for i, r in enumerate(raws[:2])]
+    opts = runs.EvalOptions(attribution=True, layerwise=True)
 
     def summaries() -> str:
         res = evaluate.run_evaluation(centerface_view, enc, images, tp, opts)["day"]
         return json.dumps(
             {
-                v: {t: a.summary("golden") for t, a in accs.items()}
+                v: {t: a.summary("golden").to_json() for t, a in accs.items()}
                 for v, accs in res.layers.items()
             },
             sort_keys=True,

@@ -103,7 +103,7 @@ def test_fake_quant_in_the_kernel_equals_the_graph_chain(mode):
     simulation graph's chain gives on onnxruntime."""
     from onnx import helper
 
-    from pipeline.analysis.evaluate import Comparison, Reference, fake_quant_of
+    from pipeline.analysis.metrics import Comparison, Reference, fake_quant_of
     from pipeline.graph.runtime import Runner
     from pipeline.graph.view import analyze
     from pipeline.quantization.encoding import tf_encoding

@@ -181,7 +181,7 @@ def test_evaluation_of_other_models(nhwc, opset, photos, tmp_path):
     """Every evaluation mode on a model with Gemm/MatMul, BN, ReLU6, NHWC input or an old opset:
     no decoder, so output-level metrics only; the layerwise copy of the first layer is the
     oneshot one, and every kept tensor gets every variant."""
-    from pipeline.analysis import evaluate
+    from pipeline.analysis import evaluate, runs, summary
     from pipeline.params import EvaluateParams
 
     m = small_model(nhwc, opset)
@@ -192,10 +192,10 @@ def test_evaluation_of_other_models(nhwc, opset, photos, tmp_path):
         v, Calibrator(v, tp, QuantizeParams()).collect_data(raws[:2]), QuantizeParams()
     )
     images = [
-        evaluate.EvalImage(r, f"{s}/{r.name}", s)
+        runs.EvalImage(r, f"{s}/{r.name}", s)
         for r, s in zip(raws, ["day", "night"] * 2, strict=True)
     ]
-    opts = evaluate.EvalOptions(decoder="none", sensitivity_layers=1)
+    opts = runs.EvalOptions(decoder="none", sensitivity_layers=1)
     results = evaluate.run_evaluation(v, enc, images, tp, opts)
     assert sorted(results) == ["day", "night"]
     inner = [t for t in v.kept_tensors if t != v.input_name]
@@ -209,11 +209,11 @@ def test_evaluation_of_other_models(nhwc, opset, photos, tmp_path):
             res.layers["full"][first].sqnr(), abs=1e-6
         )
         assert 0 < res.layers["full"]["logits"].sqnr() < 200
-    metrics, rows, _ = evaluate.summarize(v, results, EvaluateParams(sensitivity_layers=1))
+    metrics, rows, _ = summary.summarize(v, results, EvaluateParams(sensitivity_layers=1))
     for scene, m_ in metrics.items():
-        assert m_["worst_layer"] in inner and m_["worst_layer_dominant"] in (
+        assert m_.worst_layer in inner and m_.worst_layer_dominant in (
             "weights",
             "activations",
         )
-        assert len(m_["sensitivity"]) == 1 and "faces" not in m_
-        assert [r["layer"] for r in rows[scene]] == v.kept_tensors
+        assert m_.sensitivity is not None and len(m_.sensitivity) == 1 and m_.faces is None
+        assert [r.layer for r in rows[scene]] == v.kept_tensors

@@ -38,15 +38,14 @@ def test_scale_curve_settles_and_whole_set_is_exact(centerface_view, per_image):
         seen.append(enc)
         return float(len(seen)), 1.0
 
-    curves = stability.curves(
-        centerface_view,
+    draws = stability.Draws(
+        centerface_view.kept_tensors,
         per_image,
         stability.groups_by_scene(scenes),
-        qp,
-        StabilityParams(sizes=(8, 16, 32, 64, 128, 256, 500)),
-        seed=0,
-        encode=_encoder(centerface_view, per_image, qp),
-        evaluators={"night": score},
+        _encoder(centerface_view, per_image, qp),
+    )
+    curves = stability.curves(
+        draws, StabilityParams(sizes=(8, 16, 32, 64, 128, 256, 500)), 0, {"night": score}
     )
     by = {c.group: c for c in curves}
     assert set(by) == {"all", "day", "night"}

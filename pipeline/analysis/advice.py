@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.analysis.artifacts import LayerRow
 from pipeline.graph.view import ModelView
 
 SPREAD_THRESHOLD = 0.10
@@ -42,7 +43,7 @@ def advise(
     view: ModelView,
     per_channel: bool,
     act_mode: str,
-    layer_rows: Mapping[str, Sequence[Mapping[str, Any]]],
+    layer_rows: Mapping[str, Sequence[LayerRow]],
 ) -> list[Advice]:
     out: list[Advice] = []
     folded = {op.folded_bn for op in view.weighted if op.folded_bn}
@@ -99,8 +100,8 @@ def advise(
     tails: dict[str, list[float]] = {}
     for rows in layer_rows.values():
         for r in rows:
-            if "tail_ratio" in r:
-                tails.setdefault(str(r["layer"]), []).append(float(r["tail_ratio"]))
+            if r.tail_ratio is not None:
+                tails.setdefault(r.layer, []).append(r.tail_ratio)
     for layer, ratios in tails.items():
         ratio = float(np.mean(ratios))
         if ratio < TAIL_THRESHOLD:

@@ -31,11 +31,14 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from pipeline import engine
+from pipeline.analysis.artifacts import CoverageTensor, CoverageVerdict
 from pipeline.atomic import write_json
 from pipeline.data.tensors import preprocess, to_layout
+from pipeline.graph.load import load_view, sha256_file
 from pipeline.graph.rewrite import with_outputs
 from pipeline.graph.runtime import Runner
 from pipeline.graph.view import ModelView
+from pipeline.layout import Layout
 from pipeline.params import ComputeParams, CoverageParams, PathsParams, TensorsParams
 from pipeline.quantization.encoding import Encoding, dequantize, quantize
 from pipeline.quantization.encodings import Encodings
@@ -51,7 +54,9 @@ def dot64(a: NDArray[np.floating], b: NDArray[np.floating]) -> float:
 
 
 @dataclass
-class _Acc:
+class TensorAcc:
+    """One tensor's sums over images: values, clipped values, signal and noise, peak |x|."""
+
     n: int = 0
     clipped: int = 0
     signal: float = 0.0
@@ -68,7 +73,7 @@ class _Acc:
         self.noise += dot64(err, err)
         self.peak = max(self.peak, float(np.abs(xd).max()) if xd.size else 0.0)
 
-    def merge(self, other: _Acc) -> None:
+    def merge(self, other: TensorAcc) -> None:
         self.n += other.n
         self.clipped += other.clipped
         self.signal += other.signal
@@ -83,14 +88,14 @@ class _Acc:
 @dataclass
 class Coverage:
     images: int = 0
-    tensors: dict[str, _Acc] = field(default_factory=dict)
+    tensors: dict[str, TensorAcc] = field(default_factory=dict)
 
-    def merge(self, image: dict[str, _Acc]) -> None:
+    def merge(self, image: dict[str, TensorAcc]) -> None:
         """Fold in one image's accumulators (images in input order: the sums are then the
         same whichever engine produced them)."""
         self.images += 1
         for t, acc in image.items():
-            self.tensors.setdefault(t, _Acc()).merge(acc)
+            self.tensors.setdefault(t, TensorAcc()).merge(acc)
 
 
 def _checked_names(view: ModelView, enc: Encodings) -> list[str]:
@@ -99,9 +104,9 @@ def _checked_names(view: ModelView, enc: Encodings) -> list[str]:
 
 def _image_accs(
     runner: Runner, names: Sequence[str], enc: Encodings, x: NDArray[np.float32]
-) -> dict[str, _Acc]:
+) -> dict[str, TensorAcc]:
     out = runner.run(x, names)
-    accs = {t: _Acc() for t in names}
+    accs = {t: TensorAcc() for t in names}
     for t in names:
         accs[t].add(out[t], enc.activations[t])
     return accs
@@ -155,7 +160,7 @@ def _loaded(
     return view, enc, names, Runner(with_outputs(view.model, names))
 
 
-def image_coverage(job: ImageJob) -> dict[str, _Acc]:
+def image_coverage(job: ImageJob) -> dict[str, TensorAcc]:
     """Per-tensor accumulators of one image (runs wherever the engine puts it)."""
     view, enc, names, runner = _loaded(
         _stamp(job.model_path), job.fold_batchnorm, _stamp(job.encodings_path)
@@ -166,53 +171,61 @@ def image_coverage(job: ImageJob) -> dict[str, _Acc]:
     return _image_accs(runner, names, enc, x)
 
 
-def verdict(new: Coverage, baseline: Coverage, enc: Encodings, p: CoverageParams) -> dict[str, Any]:
-    rows: list[dict[str, Any]] = []
+def verdict(
+    new: Coverage, baseline: Coverage, enc: Encodings, p: CoverageParams
+) -> CoverageVerdict:
+    """Requantize yes/no for one session and scene, with the reason and the tensors behind it."""
+    rows: list[CoverageTensor] = []
     for t, acc in new.tensors.items():
         base = baseline.tensors.get(t)
         e = enc.activations[t]
-        drop = base.sqnr() - acc.sqnr() if base is not None else 0.0
         rows.append(
-            {
-                "tensor": t,
-                "clip_rate": acc.clipped / max(acc.n, 1),
-                "sqnr_db": acc.sqnr(),
-                "baseline_sqnr_db": base.sqnr() if base is not None else None,
-                "sqnr_drop_db": drop,
-                "range_use": acc.peak / max(abs(e.min), abs(e.max), 1e-30),
-            }
+            CoverageTensor(
+                tensor=t,
+                clip_rate=acc.clipped / max(acc.n, 1),
+                sqnr_db=acc.sqnr(),
+                baseline_sqnr_db=base.sqnr() if base is not None else None,
+                sqnr_drop_db=base.sqnr() - acc.sqnr() if base is not None else 0.0,
+                range_use=acc.peak / max(abs(e.min), abs(e.max), 1e-30),
+            )
         )
-    reasons = []
-    worst_clip = max(rows, key=lambda r: (r["clip_rate"], r["tensor"]), default=None)
-    if worst_clip and worst_clip["clip_rate"] > p.clip_rate_max:
-        reasons.append(
-            f"tensor {worst_clip['tensor']} clips {worst_clip['clip_rate']:.3%} of "
-            f"its values (limit {p.clip_rate_max:.3%})"
-        )
-    worst_drop = max(rows, key=lambda r: (r["sqnr_drop_db"], r["tensor"]), default=None)
-    if worst_drop and worst_drop["sqnr_drop_db"] > p.sqnr_drop_db:
-        reasons.append(
-            f"tensor {worst_drop['tensor']} loses {worst_drop['sqnr_drop_db']:.1f} dB of "
-            f"quantization SQNR against the evaluation set (limit {p.sqnr_drop_db} dB; range use "
-            f"{worst_drop['range_use']:.0%})"
-        )
-    rows.sort(key=lambda r: (-r["clip_rate"], -r["sqnr_drop_db"], r["tensor"]))
-    return {
-        "images": new.images,
-        "requantize": "yes" if reasons else "no",
-        "reason": "; ".join(reasons)
+    reasons = _reasons(rows, p)
+    rows.sort(key=lambda r: (-r.clip_rate, -r.sqnr_drop_db, r.tensor))
+    return CoverageVerdict(
+        images=new.images,
+        requantize="yes" if reasons else "no",
+        reason="; ".join(reasons)
         or (
             f"no tensor clips more than {p.clip_rate_max:.3%} or loses more than "
             f"{p.sqnr_drop_db} dB"
         ),
-        "tensors": rows[: p.report_tensors],
-    }
+        tensors=rows[: p.report_tensors],
+    )
+
+
+def _reasons(rows: Sequence[CoverageTensor], p: CoverageParams) -> list[str]:
+    """Why the session needs re-quantization (empty: it does not)."""
+    reasons = []
+    worst_clip = max(rows, key=lambda r: (r.clip_rate, r.tensor), default=None)
+    if worst_clip and worst_clip.clip_rate > p.clip_rate_max:
+        reasons.append(
+            f"tensor {worst_clip.tensor} clips {worst_clip.clip_rate:.3%} of "
+            f"its values (limit {p.clip_rate_max:.3%})"
+        )
+    worst_drop = max(rows, key=lambda r: (r.sqnr_drop_db, r.tensor), default=None)
+    if worst_drop and worst_drop.sqnr_drop_db > p.sqnr_drop_db:
+        reasons.append(
+            f"tensor {worst_drop.tensor} loses {worst_drop.sqnr_drop_db:.1f} dB of "
+            f"quantization SQNR against the evaluation set (limit {p.sqnr_drop_db} dB; range use "
+            f"{worst_drop.range_use:.0%})"
+        )
+    return reasons
 
 
 COVERAGE_VERSION = "1"  # bump when what an image's accumulators hold changes
 
 
-class _AccCache:
+class TensorAccCache:
     """Per-image accumulators on disk, keyed by (image content, encodings, model, tensor spec):
     a re-run after new captures arrive measures only the new images."""
 
@@ -226,17 +239,17 @@ class _AccCache:
         key = hashlib.sha256(f"{self.context}|{content_sha}".encode()).hexdigest()
         return self.root / key[:2] / f"{key}.json"
 
-    def load(self, content_sha: str) -> dict[str, _Acc] | None:
+    def load(self, content_sha: str) -> dict[str, TensorAcc] | None:
         path = self._path(content_sha)
         if path is None or not path.is_file():
             return None
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
-            return {t: _Acc(int(v[0]), int(v[1]), v[2], v[3], v[4]) for t, v in raw.items()}
+            return {t: TensorAcc(int(v[0]), int(v[1]), v[2], v[3], v[4]) for t, v in raw.items()}
         except (ValueError, TypeError, IndexError, KeyError):
             return None  # a damaged entry is measured again
 
-    def save(self, content_sha: str, accs: dict[str, _Acc]) -> None:
+    def save(self, content_sha: str, accs: dict[str, TensorAcc]) -> None:
         path = self._path(content_sha)
         if path is not None:  # floats as repr: they read back bit for bit
             write_json(
@@ -247,7 +260,7 @@ class _AccCache:
 def _cached_map(
     jobs: Sequence[ImageJob],
     shas: Sequence[str],
-    cache: _AccCache,
+    cache: TensorAccCache,
     compute: ComputeParams,
 ) -> tuple[Coverage, int]:
     """Coverage of ``jobs`` in order, measuring only cache misses (on the engine)."""
@@ -263,10 +276,114 @@ def _cached_map(
     return cov, len(todo)
 
 
+@dataclass(frozen=True)
+class CoverageInputs:
+    """Where a project's coverage check reads from: the project root, its paths, the model
+    and how it is prepared, and the tensor spec of its inputs."""
+
+    root: Path
+    paths: PathsParams
+    model_path: Path
+    fold_batchnorm: bool
+    tp: TensorsParams
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.root / self.paths.out)
+
+
 @dataclass
 class SessionReport:
-    verdicts: dict[str, dict[str, Any]]  # {session: {scene: verdict}}
+    verdicts: dict[str, dict[str, CoverageVerdict]]  # {session: {scene: verdict}}
     measured: int  # images run through the model (cache misses)
+    cached: int
+
+
+def _baseline(
+    inputs: CoverageInputs, view: ModelView, enc: Encodings, cache: TensorAccCache
+) -> Coverage:
+    """The evaluation set's coverage (cached by the evaluation images' content)."""
+    import pyarrow.parquet as pq
+
+    from pipeline.data.tensors import read_raw
+
+    index = pq.read_table(inputs.layout.tensors.evaluation.index).to_pylist()
+    raws = [inputs.root / r["raw"] for r in index]
+    base_key = hashlib.sha256("|".join(sha256_file(r) for r in raws).encode()).hexdigest()
+    baseline_accs = cache.load(f"baseline:{base_key}")
+    if baseline_accs is not None:
+        return Coverage(len(raws), baseline_accs)
+    baseline = measure(view, enc, [read_raw(r, inputs.tp, view.input_layout) for r in raws])
+    cache.save(f"baseline:{base_key}", baseline.tensors)
+    return baseline
+
+
+def _session_groups(
+    inputs: CoverageInputs, session: str | None
+) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Manifest rows of ok vehicle images by (session, scene), of one session or all."""
+    import pyarrow.parquet as pq
+
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in pq.read_table(inputs.layout.ingest.manifest).to_pylist():
+        wanted = session is None or r["session"] == session
+        if r["status"] == "ok" and r["source"] == "vehicle" and wanted:
+            groups.setdefault((r["session"], r["scene"]), []).append(r)
+    return groups
+
+
+def check_sessions(
+    inputs: CoverageInputs,
+    cp: CoverageParams,
+    seed: int,
+    session: str | None = None,
+    compute: ComputeParams | None = None,
+) -> SessionReport:
+    """{session: {scene: verdict}} for one or every vehicle session of the project: up to
+    ``cp.max_images`` images per session and scene (by seeded rank) against the current
+    encodings, with the evaluation set as the baseline. Per-image results are cached under
+    ``paths.cache``, so only images new since the last run (or all, after re-quantization)
+    run through the model."""
+    from pipeline.data.curate import rank_key
+    from pipeline.data.tensors import spec_key
+    from pipeline.quantization import encodings_json
+
+    model_file = inputs.root / inputs.model_path
+    view = load_view(model_file, inputs.fold_batchnorm)
+    enc_path = inputs.layout.quantize.encodings
+    enc = encodings_json.for_model(encodings_json.read(enc_path), view, enc_path)
+    key = [sha256_file(model_file), sha256_file(enc_path), spec_key(inputs.tp)]
+    cache = TensorAccCache(inputs.root / inputs.paths.cache, [*key, str(inputs.fold_batchnorm)])
+    baseline = _baseline(inputs, view, enc, cache)
+    report: dict[str, dict[str, CoverageVerdict]] = {}
+    measured = cached = 0
+    for (sess, scene), members in sorted(_session_groups(inputs, session).items()):
+        members.sort(key=lambda r: rank_key(seed, str(r["sha256"])))
+        picked = members[: cp.max_images]
+        jobs = [
+            ImageJob(
+                model_file.absolute(),
+                inputs.fold_batchnorm,
+                enc_path.absolute(),
+                inputs.tp,
+                (inputs.root / inputs.paths.datasets / str(r["path"])).absolute(),
+            )
+            for r in picked
+        ]
+        # local: in this process (onnxruntime already uses every core); dask: on the cluster
+        new, ran = _cached_map(
+            jobs, [str(r["sha256"]) for r in picked], cache, compute or ComputeParams()
+        )
+        measured += ran
+        cached += len(jobs) - ran
+        report.setdefault(sess, {})[scene] = verdict(new, baseline, enc, cp)
+    return SessionReport(report, measured, cached)
+
+
+@dataclass
+class LegacySessionReport:
+    verdicts: dict[str, dict[str, dict[str, Any]]]
+    measured: int
     cached: int
 
 
@@ -280,72 +397,10 @@ def session_report(
     seed: int,
     session: str | None = None,
     compute: ComputeParams | None = None,
-) -> SessionReport:
-    """{session: {scene: verdict}} for one or every vehicle session of the project at ``root``:
-    up to ``cp.max_images`` images per session and scene (by seeded rank) against the current
-    encodings, with the evaluation set as the baseline. Per-image results are cached under
-    ``paths.cache``, so only images new since the last run (or all, after re-quantization)
-    run through the model."""
-    import pyarrow.parquet as pq
-
-    from pipeline.data.curate import rank_key
-    from pipeline.data.tensors import read_raw, spec_key
-    from pipeline.graph.load import load_view, sha256_file
-    from pipeline.quantization import encodings_json
-
-    out_dir = root / paths.out
-    model_file = root / model_path
-    view = load_view(model_file, fold_batchnorm)
-    enc_path = out_dir / "quantize" / "encodings.json"
-    enc = encodings_json.for_model(encodings_json.read(enc_path), view, enc_path)
-    cache = _AccCache(
-        root / paths.cache,
-        [
-            view.sha256,
-            sha256_file(enc_path),
-            spec_key(tp),
-            str(fold_batchnorm),
-        ],
-    )
-    index = pq.read_table(out_dir / "tensors" / "evaluation" / "index.parquet").to_pylist()
-    raws = [root / r["raw"] for r in index]
-    base_key = hashlib.sha256("|".join(sha256_file(r) for r in raws).encode()).hexdigest()
-    baseline_accs = cache.load(f"baseline:{base_key}")
-    if baseline_accs is None:
-        baseline = measure(view, enc, [read_raw(r, tp, view.input_layout) for r in raws])
-        cache.save(f"baseline:{base_key}", baseline.tensors)
-    else:
-        baseline = Coverage(len(raws), baseline_accs)
-    rows = [
-        r
-        for r in pq.read_table(out_dir / "ingest" / "manifest.parquet").to_pylist()
-        if r["status"] == "ok"
-        and r["source"] == "vehicle"
-        and (session is None or r["session"] == session)
-    ]
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault((r["session"], r["scene"]), []).append(r)
-    report: dict[str, dict[str, Any]] = {}
-    measured = cached = 0
-    for (sess, scene), members in sorted(groups.items()):
-        members.sort(key=lambda r: rank_key(seed, str(r["sha256"])))
-        picked = members[: cp.max_images]
-        jobs = [
-            ImageJob(
-                model_file.absolute(),
-                fold_batchnorm,
-                enc_path.absolute(),
-                tp,
-                (root / paths.datasets / str(r["path"])).absolute(),
-            )
-            for r in picked
-        ]
-        # local: in this process (onnxruntime already uses every core); dask: on the cluster
-        new, ran = _cached_map(
-            jobs, [str(r["sha256"]) for r in picked], cache, compute or ComputeParams()
-        )
-        measured += ran
-        cached += len(jobs) - ran
-        report.setdefault(sess, {})[scene] = verdict(new, baseline, enc, cp)
-    return SessionReport(report, measured, cached)
+) -> LegacySessionReport:
+    """Deprecated: :func:`check_sessions` with the verdicts as plain dicts, for ``fieldcal
+    coverage`` until it reads :class:`CoverageVerdict` (remove once the cli has moved)."""
+    inputs = CoverageInputs(root, paths, model_path, fold_batchnorm, tp)
+    r = check_sessions(inputs, cp, seed, session, compute)
+    plain = {s: {sc: v.to_json() for sc, v in scenes.items()} for s, scenes in r.verdicts.items()}
+    return LegacySessionReport(plain, r.measured, r.cached)

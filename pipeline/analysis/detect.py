@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from pipeline.analysis.artifacts import FaceSummary
+
 Boxes = NDArray[np.float64]  # (K, 5): x1, y1, x2, y2, score
 Decoder = Callable[[Mapping[str, NDArray[np.float32]], float], Boxes]
 
@@ -111,13 +113,13 @@ class Agreement:
         if missed_here:
             self.images_with_miss.append(image)
 
-    def summary(self) -> dict[str, object]:
-        return {
-            "float_faces": self.float_detections,
-            "quantized_faces": self.quant_detections,
-            "missed": self.missed,
-            "miss_rate": self.missed / self.float_detections if self.float_detections else 0.0,
-            "spurious": self.spurious,
-            "mean_iou": float(np.mean(self.matched_ious)) if self.matched_ious else None,
-            "images_with_miss": sorted(set(self.images_with_miss)),
-        }
+    def summary(self) -> FaceSummary:
+        return FaceSummary(
+            float_faces=self.float_detections,
+            quantized_faces=self.quant_detections,
+            missed=self.missed,
+            miss_rate=self.missed / self.float_detections if self.float_detections else 0.0,
+            spurious=self.spurious,
+            mean_iou=float(np.mean(self.matched_ious)) if self.matched_ious else None,
+            images_with_miss=sorted(set(self.images_with_miss)),
+        )

@@ -26,10 +26,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from pipeline.analysis.evaluate import EvalImage, oneshot_metrics
+from pipeline.analysis.artifacts import CurvePoint, StabilityRecord
+from pipeline.analysis.evaluate import OneshotScorer
+from pipeline.analysis.runs import EvalImage
 from pipeline.calibration.calibrate import Statistics, compute_encodings
-from pipeline.graph.view import ModelView
-from pipeline.params import EvaluateParams, QuantizeParams, StabilityParams, TensorsParams
+from pipeline.params import QuantizeParams, StabilityParams
 from pipeline.quantization.encodings import Encodings
 from pipeline.quantization.observers import MinMax
 
@@ -46,19 +47,15 @@ class Curve:
     output_cosine: list[float | None]
     enough: int | None
 
-    def to_json(self, tolerance: float, mode: str) -> dict[str, Any]:
-        return {
-            "images": self.images,
-            "tolerance": tolerance,
-            "mode": mode,
-            "enough": self.enough,
-            "curve": [
-                {
-                    "images": n,
-                    "p95_scale_change": c,
-                    "output_sqnr_db": s,
-                    "output_cosine": k,
-                }
+    def record(self, tolerance: float, mode: str) -> StabilityRecord:
+        """The group's entry of ``stability.json``."""
+        return StabilityRecord(
+            images=self.images,
+            tolerance=tolerance,
+            mode=mode,
+            enough=self.enough,
+            curve=[
+                CurvePoint(images=n, p95_scale_change=c, output_sqnr_db=s, output_cosine=k)
                 for n, c, s, k in zip(
                     self.sizes,
                     self.p95_scale_change,
@@ -67,7 +64,7 @@ class Curve:
                     strict=True,
                 )
             ],
-        }
+        )
 
 
 def curve_mode(qp: QuantizeParams) -> QuantizeParams:
@@ -86,50 +83,65 @@ def _scales(enc: Encodings, names: Sequence[str]) -> NDArray[np.float64]:
     return np.array([enc.activations[t].scale for t in names], np.float64)
 
 
+@dataclass(frozen=True)
+class Draws:
+    """What the curves draw from: per-image statistics of the kept tensors ``names``
+    ((images, 2, tensors) min and max), the groups' image indices, and the encoder."""
+
+    names: Sequence[str]
+    per_image: NDArray[np.float64]
+    groups: Mapping[str, Sequence[int]]
+    encode: Callable[[MinMax], Encodings]
+
+    def encodings(self, pick: Any) -> Encodings:
+        return self.encode(subset_minmax(self.names, self.per_image, pick))
+
+
+def _size_point(
+    draws: Draws,
+    idx: NDArray[np.int64],
+    full: Encodings,
+    size: int,
+    repeats: int,
+    rng: np.random.Generator,
+) -> tuple[float, Encodings]:
+    """(mean over draws of the 95th-percentile relative scale change, the first draw)."""
+    full_scales = _scales(full, draws.names)
+    moved = []
+    first: Encodings | None = None
+    for _ in range(repeats if size < idx.size else 1):
+        pick = np.sort(rng.choice(idx, size=size, replace=False))
+        enc = full if size == idx.size else draws.encodings(pick)
+        first = first or enc
+        rel = np.abs(_scales(enc, draws.names) - full_scales) / full_scales
+        moved.append(float(np.percentile(rel, 95)))
+    assert first is not None
+    return float(np.mean(moved)), first
+
+
 def curves(
-    view: ModelView,
-    per_image: NDArray[np.float64],
-    groups: Mapping[str, Sequence[int]],
-    qp: QuantizeParams,
-    sp: StabilityParams,
-    seed: int,
-    encode: Callable[[MinMax], Encodings],
-    evaluators: Mapping[str, Evaluate],
+    draws: Draws, sp: StabilityParams, seed: int, evaluators: Mapping[str, Evaluate]
 ) -> list[Curve]:
     """One :class:`Curve` per group; ``evaluators[group]`` scores a draw's encodings (groups
     without evaluation images get no metric points)."""
-    names = view.kept_tensors
     rng = np.random.default_rng(seed)
     out = []
-    for group, members in sorted(groups.items()):
+    for group, members in sorted(draws.groups.items()):
         idx = np.asarray(members, dtype=np.int64)
         if idx.size == 0:
             continue
-        full = encode(subset_minmax(names, per_image, idx))
-        full_scales = _scales(full, names)
+        full = draws.encodings(idx)
         sizes = [s for s in sp.sizes if s < idx.size] + [int(idx.size)]
         changes: list[float] = []
         sqnrs: list[float | None] = []
         cosines: list[float | None] = []
+        score = evaluators.get(group)
         for size in sizes:
-            draws = sp.repeats if size < idx.size else 1
-            moved = []
-            first: Encodings | None = None
-            for _ in range(draws):
-                pick = np.sort(rng.choice(idx, size=size, replace=False))
-                enc = full if size == idx.size else encode(subset_minmax(names, per_image, pick))
-                first = first or enc
-                rel = np.abs(_scales(enc, names) - full_scales) / full_scales
-                moved.append(float(np.percentile(rel, 95)))
-            changes.append(float(np.mean(moved)))
-            score = evaluators.get(group)
-            if score is not None and first is not None:
-                s, c = score(first)
-                sqnrs.append(s)
-                cosines.append(c)
-            else:
-                sqnrs.append(None)
-                cosines.append(None)
+            change, first = _size_point(draws, idx, full, size, sp.repeats, rng)
+            changes.append(change)
+            s, c = score(first) if score is not None else (None, None)
+            sqnrs.append(s)
+            cosines.append(c)
         enough = next(
             (n for i, n in enumerate(sizes) if all(c <= sp.tolerance for c in changes[i:])), None
         )
@@ -145,42 +157,48 @@ def groups_by_scene(scenes: Sequence[str]) -> dict[str, list[int]]:
     return groups
 
 
+@dataclass(frozen=True)
+class CalibrationSet:
+    """A calibration set's per-image statistics and each image's scene, in the same order."""
+
+    stats: Statistics
+    scenes: Sequence[str]
+
+
 def for_calibration(
-    view: ModelView,
-    stats: Statistics,
-    cal_scenes: Sequence[str],
+    scorer: OneshotScorer,
+    calibration: CalibrationSet,
     images: Sequence[EvalImage],
-    tp: TensorsParams,
     qp: QuantizeParams,
-    ep: EvaluateParams,
     sp: StabilityParams,
     seed: int,
 ) -> list[Curve]:
-    """Curves for a calibration set (``stats`` per image, scenes in the same order), scored on
-    the evaluation ``images``: per scene on that scene's images, ``all`` on the worst scene."""
+    """Curves for a calibration set, scored on the evaluation ``images``: per scene on that
+    scene's images, ``all`` on the worst scene."""
     cq = curve_mode(qp)
+    view, stats = scorer.view, calibration.stats
 
     def encode(mm: MinMax) -> Encodings:
         return compute_encodings(view, replace(stats, minmax=mm, pdfs=None), cq)
 
-    def scorer(scenes: set[str]) -> Evaluate:
+    def scorer_of(scenes: set[str]) -> Evaluate:
         mine = [i for i in images if i.scene in scenes]
 
         def score(enc: Encodings) -> tuple[float, float]:
-            m = oneshot_metrics(view, enc, mine, tp, ep, "none", qp.round_mode)
-            worst = min(m.values(), key=lambda s: s["output_sqnr_db"])
-            return worst["output_sqnr_db"], worst["output_cosine"]
+            worst = min(scorer.scenes(enc, mine).values(), key=lambda s: s.output_sqnr_db)
+            return worst.output_sqnr_db, worst.output_cosine
 
         return score
 
-    groups = groups_by_scene(cal_scenes)
+    groups = groups_by_scene(calibration.scenes)
     evaluated = {i.scene for i in images}
     evaluators = {
-        g: scorer(evaluated if g == "all" else {g})
+        g: scorer_of(evaluated if g == "all" else {g})
         for g in groups
         if (g == "all" and evaluated) or g in evaluated
     }
-    return curves(view, stats.per_image, groups, qp, sp, seed, encode, evaluators)
+    draws = Draws(view.kept_tensors, stats.per_image, groups, encode)
+    return curves(draws, sp, seed, evaluators)
 
 
 def to_csv(found: Sequence[Curve]) -> str:
