@@ -1,0 +1,19 @@
+"""``fieldcal params``: inspect and validate params.yaml."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from pipeline.cli.common import FieldcalTyper, ParamsOpt, RootOpt, project_params
+
+app = FieldcalTyper(no_args_is_help=True, help="Inspect and validate params.yaml.")
+
+
+@app.command("check")
+def params_check(root: RootOpt = Path("."), params: ParamsOpt | None = None) -> None:
+    """Validate params.yaml and print the effective configuration."""
+    p = project_params(root, params)
+    typer.echo(json.dumps(p.model_dump(mode="json"), indent=2, sort_keys=True))
