@@ -2,36 +2,39 @@
 
 import json
 from collections import Counter
+from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 
 from pipeline import report
 from pipeline.atomic import write_text
+from pipeline.layout import Layout
 from pipeline.params import Params
 from pipeline.stage import run
 
 
+def _json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def main(params: Params) -> None:
-    out, rp = params.paths.out, params.report
-    metrics = json.loads((out / "evaluate" / "metrics.json").read_text(encoding="utf-8"))
-    layers = json.loads((out / "evaluate" / "layers.json").read_text(encoding="utf-8"))
-    advice = json.loads((out / "evaluate" / "advice.json").read_text(encoding="utf-8"))
-    remedies = json.loads((out / "remedies" / "remedies.json").read_text(encoding="utf-8"))
-    stability = json.loads((out / "stability" / "stability.json").read_text(encoding="utf-8"))
-    index = pq.read_table(out / "tensors" / "calibration" / "index.parquet")
+    lay, rp = Layout.of(params.paths), params.report
+    metrics = _json(lay.evaluate.metrics)
+    index = pq.read_table(lay.tensors.calibration.index)
     calibration = dict(sorted(Counter(index.column("scene").to_pylist()).items()))
     page = report.render_html(
         rp.title,
         metrics,
-        layers,
+        _json(lay.evaluate.layers),
         calibration,
         params.evaluate.worst_layers,
-        advice,
-        remedies,
-        stability,
+        _json(lay.evaluate.advice),
+        _json(lay.remedies.remedies),
+        _json(lay.stability.stability),
     )
-    write_text(out / "report" / "report.html", page)
-    write_text(out / "report" / "summary.md", report.render_markdown(rp.title, metrics))
+    write_text(lay.report.html, page)
+    write_text(lay.report.summary, report.render_markdown(rp.title, metrics))
 
 
 if __name__ == "__main__":
