@@ -1,4 +1,4 @@
-"""DVC stage `report`: metrics + per-layer tables -> out/report/report.html and summary.md."""
+"""DVC stage `report`: every earlier stage's verdicts -> out/report/report.html and summary.md."""
 
 import json
 from collections import Counter
@@ -11,6 +11,7 @@ from pipeline import report
 from pipeline.atomic import write_text
 from pipeline.layout import Layout
 from pipeline.params import Params
+from pipeline.report import verdict
 from pipeline.stage import run
 
 
@@ -20,21 +21,23 @@ def _json(path: Path) -> Any:
 
 def main(params: Params) -> None:
     lay, rp = Layout.of(params.paths), params.report
-    metrics = _json(lay.evaluate.metrics)
     index = pq.read_table(lay.tensors.calibration.index)
-    calibration = dict(sorted(Counter(index.column("scene").to_pylist()).items()))
-    page = report.render_html(
-        rp.title,
-        metrics,
-        _json(lay.evaluate.layers),
-        calibration,
-        params.evaluate.worst_layers,
-        _json(lay.evaluate.advice),
-        _json(lay.remedies.remedies),
-        _json(lay.stability.stability),
+    manifest = pq.read_table(lay.ingest.manifest, columns=["path", "status", "reason"])
+    inputs = report.ReportInputs(
+        metrics=_json(lay.evaluate.metrics),
+        layers=_json(lay.evaluate.layers),
+        calibration=dict(sorted(Counter(index.column("scene").to_pylist()).items())),
+        advice=_json(lay.evaluate.advice),
+        remedies=_json(lay.remedies.remedies),
+        stability=_json(lay.stability.stability),
+        coverage=_json(lay.coverage.coverage),
+        unused_files=[r for r in manifest.to_pylist() if r["status"] != "ok"],
+        files=manifest.num_rows,
+        layout=lay,
     )
-    write_text(lay.report.html, page)
-    write_text(lay.report.summary, report.render_markdown(rp.title, metrics))
+    write_text(lay.report.html, report.render_html(rp.title, inputs, params.evaluate.worst_layers))
+    ship = verdict.ship(inputs.remedies, lay) if inputs.remedies else None
+    write_text(lay.report.summary, report.render_markdown(rp.title, inputs.metrics, ship))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ outputs, :mod:`~pipeline.report.charts` draws the SVG charts, :mod:`~pipeline.re
 formats every cell.
 """
 
-from pipeline.report.charts import sqnr_chart
-from pipeline.report.render import render_html, render_markdown
+from pipeline.report.charts import remedies_chart, sqnr_chart
+from pipeline.report.render import ReportInputs, render_html, render_markdown
 
-__all__ = ["render_html", "render_markdown", "sqnr_chart"]
+__all__ = ["ReportInputs", "remedies_chart", "render_html", "render_markdown", "sqnr_chart"]

@@ -6,7 +6,9 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pipeline.report.numbers import TOO_FEW, percent, rate
 from pipeline.report.tables import table
+from pipeline.report.verdict import settled, unsettled_text
 
 Scenes = Mapping[str, Mapping[str, Any]]
 LayerRows = Mapping[str, Sequence[Mapping[str, Any]]]
@@ -23,7 +25,7 @@ def per_scene(scenes: Scenes) -> str:
             m["worst_layer"],
             m.get("worst_layer_own_sqnr_db", "n/a"),
             m["worst_layer_sqnr_db"],
-            m["worst_layer_clip_rate"],
+            percent(m["worst_layer_clip_rate"]),
             m["worst_layer_dominant"],
             "pass" if m["gate"]["passed"] else "FAIL",
         ]
@@ -45,14 +47,13 @@ def per_scene(scenes: Scenes) -> str:
 
 
 def faces(scenes: Scenes) -> str:
-    """Float vs quantized detections per scene, or why there are none."""
+    """Float vs quantized detections per scene: misses as a count with a Wilson interval."""
     rows = [
         [
             s,
             f["float_faces"],
             f["quantized_faces"],
-            f["missed"],
-            f["miss_rate"],
+            rate(f["missed"], f["float_faces"], "faces missed"),
             f["spurious"],
             f["mean_iou"] if f["mean_iou"] is not None else "n/a",
             ", ".join(f["images_with_miss"]) or "-",
@@ -66,13 +67,15 @@ def faces(scenes: Scenes) -> str:
         "scene",
         "float faces",
         "quantized faces",
-        "missed",
-        "miss rate",
+        "missed (of the float model's faces)",
         "spurious",
         "mean IoU",
         "images with a miss",
     ]
-    return table(headers, rows)
+    return (
+        f"<p>Under {TOO_FEW} faces a scene's miss rate is shown but too few to judge; the "
+        "interval is Wilson's 95 % score interval.</p>" + table(headers, rows)
+    )
 
 
 def calibration_set(calibration: Mapping[str, int]) -> str:
@@ -105,7 +108,7 @@ def worst_layers(layer_rows: LayerRows, worst_n: int) -> str:
                 r.get("sqnr_layerwise_db", "n/a"),
                 r["sqnr_db"],
                 r["cosine"],
-                r["clip_rate"],
+                percent(r["clip_rate"]),
                 r.get("sqnr_weights_only_db", "n/a"),
                 r.get("sqnr_activations_only_db", "n/a"),
                 r.get("dominant", "n/a"),
@@ -132,17 +135,26 @@ def sensitivity(scenes: Scenes) -> str:
     )
 
 
-def remedies(remedies: Mapping[str, Any] | None) -> str:
-    """Every remedy tried per scene, the chosen one marked."""
+def remedies(remedies: Mapping[str, Any] | None, scenes: Scenes) -> str:
+    """Every remedy tried per scene, the chosen one marked; misses counted against the float
+    model's faces in the scene's evaluation images."""
     if not remedies:
         return "<p>Remedies not evaluated.</p>"
+
+    def misses(scene: str, r: Mapping[str, Any]) -> str:
+        f = scenes.get(scene, {}).get("faces")
+        if r["face_miss_rate"] is None or f is None:
+            return "n/a"
+        n = int(f["float_faces"])
+        return f"{round(r['face_miss_rate'] * n)} of {n}" if n else "no faces"
+
     rows = [
         [
             scene,
             r["remedy"],
             r["output_sqnr_db"],
             r["output_cosine"],
-            r["face_miss_rate"] if r["face_miss_rate"] is not None else "n/a",
+            misses(scene, r),
             "pass" if r["passes_gate"] else "fail",
             "chosen" if r["remedy"] == v["chosen"] else "",
             r["cost"],
@@ -155,38 +167,37 @@ def remedies(remedies: Mapping[str, Any] | None) -> str:
         "remedy",
         "output SQNR dB",
         "output cosine",
-        "face miss rate",
+        "faces missed",
         "gate",
-        "",
+        "chosen",
         "cost",
     ]
     return table(headers, rows)
 
 
 def stability(stability: Mapping[str, Any] | None) -> str:
-    """Each group's curve: scale change and output SQNR against the subset size."""
+    """Per group, whether its calibration set has settled, then each curve point."""
     if not stability:
         return "<p>Stability not computed.</p>"
+    verdicts = []
+    for g, v in sorted(stability.items()):
+        if settled(v):
+            text = f"enough: {v['enough']} of {v['images']} images move scales less than " + (
+                f"{100 * float(v['tolerance']):.0f} %"
+            )
+        else:
+            text = unsettled_text(v)
+        verdicts.append(f"<li><b>{html.escape(g)}</b>: {html.escape(text)}</li>")
     rows = [
         [
             g,
-            v["images"],
-            v["enough"] if v["enough"] is not None else "not yet",
             pt["images"],
-            pt["p95_scale_change"],
+            v["images"],
+            percent(pt["p95_scale_change"]),
             pt["output_sqnr_db"] if pt["output_sqnr_db"] is not None else "n/a",
         ]
         for g, v in sorted(stability.items())
         for pt in v["curve"]
     ]
-    headers = ["group", "images", "enough", "subset size", "p95 scale change", "output SQNR dB"]
-    return table(headers, rows)
-
-
-def advice(items: Sequence[Mapping[str, Any]]) -> str:
-    if not items:
-        return "<p>Nothing to flag.</p>"
-    return table(
-        ["kind", "layer", "figure", "advice"],
-        [[a["kind"], a["layer"], a["figure"], a["message"]] for a in items],
-    )
+    headers = ["group", "subset size", "of images", "p95 scale change", "output SQNR dB"]
+    return f"<ul>{''.join(verdicts)}</ul>" + table(headers, rows)
