@@ -7,23 +7,43 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.common import FieldcalTyper, ParamsOpt, RootOpt, fail, project_params, run_dvc
+from pipeline.cli.common import (
+    FieldcalTyper,
+    ParamsOpt,
+    RootOpt,
+    example,
+    fail,
+    project_params,
+    run_dvc,
+)
 
 app = FieldcalTyper(no_args_is_help=True, help="Add field captures to datasets/.")
 
 
-@app.command("add")
+@app.command(
+    "add",
+    epilog=example(
+        "fieldcal captures add /media/sd/DCIM --session 2026-11-05_car02",
+        "fieldcal captures add ./tunnel --session 2026-11-07_tunnel --scene tunnel",
+    ),
+)
 def captures_add(
     src: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="folder of images")],
     session: Annotated[str, typer.Option(help="session name: datasets/vehicle/<session>/")],
     scene: Annotated[str | None, typer.Option(help="scene of every image (else automatic)")] = None,
-    vehicle: Annotated[str | None, typer.Option()] = None,
-    camera: Annotated[str | None, typer.Option()] = None,
+    vehicle: Annotated[
+        str | None, typer.Option(help="vehicle id recorded in the session's sidecar.json")
+    ] = None,
+    camera: Annotated[
+        str | None, typer.Option(help="camera id recorded in the session's sidecar.json")
+    ] = None,
     track: Annotated[bool, typer.Option(help="track the session with `dvc add`")] = True,
     root: RootOpt = Path("."),
-    params: ParamsOpt | None = None,
+    params: ParamsOpt = None,
 ) -> None:
-    """Copy a folder of captures into a new session; report what was added and why not."""
+    """Copy a folder of captures into a new session; report what was added and why not.
+
+    Exit 1 when nothing was copied (no images, or only duplicates and unreadable files)."""
     from pipeline.data.captures import add_session
 
     p = project_params(root, params)
@@ -55,7 +75,9 @@ def captures_add(
         f"{len(rep.duplicates)} duplicates, {len(rep.quarantined)} quarantined, "
         f"{len(rep.skipped)} skipped"
     )
-    if rep.added and track:
+    if not rep.added:
+        raise fail(f"copied nothing from {src}: no new image there (see the lines above)")
+    if track:
         code = run_dvc(root, "add", "-q", str(rep.folder.relative_to(root)))
         if code != 0:
             raise fail(

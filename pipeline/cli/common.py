@@ -77,10 +77,36 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+# Exit codes, the same for every command (README: "Exit codes").
+EXIT_OK = 0  # ran; nothing to act on
+EXIT_USER = 1  # could not run: a user mistake or a missing input; stderr says which and the fix
+EXIT_USAGE = 2  # the command line itself is wrong (click: unknown option, missing argument)
+EXIT_ACT = 3  # ran, and found something to act on (gate fails, requantize, unused files)
+
+EXIT_CODES = (
+    "Exit codes: 0 nothing to act on; 1 a user mistake or a missing input (stderr says "
+    "which); 2 a command-line usage error; 3 the check found something to act on."
+)
+
 ParamsOpt = Annotated[
-    Path, typer.Option("--params", help="params.yaml of the project", dir_okay=False)
+    Path | None,
+    typer.Option(
+        "--params",
+        help="params.yaml to use (default: ROOT/params.yaml)",
+        dir_okay=False,
+        metavar="FILE",
+    ),
 ]
-RootOpt = Annotated[Path, typer.Option("--root", help="project root", file_okay=False)]
+RootOpt = Annotated[
+    Path,
+    typer.Option("--root", help="project root: the folder holding params.yaml", file_okay=False),
+]
+
+
+def example(*commands: str, exit_codes: bool = False) -> str:
+    """A command's help epilog: its examples, one per paragraph, and optionally the exit codes."""
+    lines = "\n\n".join(f"  $ {c}" for c in commands)
+    return f"Example:\n\n{lines}" + (f"\n\n{EXIT_CODES}" if exit_codes else "")
 
 
 def project_params(root: Path, params: Path | None) -> Params:

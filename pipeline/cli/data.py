@@ -7,16 +7,18 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.common import FieldcalTyper, ParamsOpt, RootOpt, stage_output
+from pipeline.cli.common import FieldcalTyper, ParamsOpt, RootOpt, example, stage_output
 
 app = FieldcalTyper()
 
 
-@app.command("curate")
+@app.command("curate", epilog=example("fieldcal curate --dry-run"))
 def curate_cmd(
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="print, write nothing")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print the picks, write nothing under out/curate")
+    ] = False,
     root: RootOpt = Path("."),
-    params: ParamsOpt | None = None,
+    params: ParamsOpt = None,
 ) -> None:
     """What curation picks with the current params, and why (--dry-run writes nothing)."""
     import pyarrow.parquet as pq

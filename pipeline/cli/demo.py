@@ -7,15 +7,23 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.common import FieldcalTyper, ParamsOpt, RootOpt, fail, project_params, run_dvc
+from pipeline.cli.common import (
+    FieldcalTyper,
+    ParamsOpt,
+    RootOpt,
+    example,
+    fail,
+    project_params,
+    run_dvc,
+)
 
 app = FieldcalTyper(no_args_is_help=True, help="The embedded demo: real model, real photos.")
 
 
-@app.command("init")
+@app.command("init", epilog=example("fieldcal demo init", "fieldcal demo init --no-track"))
 def demo_init(
     root: RootOpt = Path("."),
-    params: ParamsOpt | None = None,
+    params: ParamsOpt = None,
     track: Annotated[bool, typer.Option(help="track the data and model with `dvc add`")] = True,
 ) -> None:
     """Lay down the demo model and data (idempotent; never overwrites a file you changed)."""
@@ -40,9 +48,9 @@ def demo_init(
             raise fail(f"`dvc add` of the demo data failed ({code})", code)
 
 
-@app.command("run")
-def demo_run(root: RootOpt = Path("."), params: ParamsOpt | None = None) -> None:
-    """demo init, then `dvc repro`, then the per-scene summary and the report's path."""
+@app.command("run", epilog=example("fieldcal demo run"))
+def demo_run(root: RootOpt = Path("."), params: ParamsOpt = None) -> None:
+    """demo init, then `dvc repro`, then the verdict, the per-scene summary and the report."""
     demo_init(root, params, track=True)
     code = run_dvc(root, "repro")
     if code != 0:

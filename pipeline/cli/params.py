@@ -7,13 +7,15 @@ from pathlib import Path
 
 import typer
 
-from pipeline.cli.common import FieldcalTyper, ParamsOpt, RootOpt, project_params
+from pipeline.cli.common import FieldcalTyper, ParamsOpt, RootOpt, example, project_params
 
 app = FieldcalTyper(no_args_is_help=True, help="Inspect and validate params.yaml.")
 
 
-@app.command("check")
-def params_check(root: RootOpt = Path("."), params: ParamsOpt | None = None) -> None:
-    """Validate params.yaml and print the effective configuration."""
+@app.command(
+    "check", epilog=example("fieldcal params check", "fieldcal params check --params exp.yaml")
+)
+def params_check(root: RootOpt = Path("."), params: ParamsOpt = None) -> None:
+    """Validate params.yaml and print the effective configuration (defaults filled in)."""
     p = project_params(root, params)
     typer.echo(json.dumps(p.model_dump(mode="json"), indent=2, sort_keys=True))
