@@ -1,6 +1,7 @@
 """DVC stage `report`: every earlier stage's verdicts -> out/report/report.html and summary.md."""
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -8,10 +9,10 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from pipeline import report
-from pipeline.atomic import write_text
+from pipeline.atomic import write_json, write_text
 from pipeline.layout import Layout
 from pipeline.params import Params
-from pipeline.report import verdict
+from pipeline.report import dvc_views, verdict
 from pipeline.stage import run
 
 
@@ -38,6 +39,17 @@ def main(params: Params) -> None:
     write_text(lay.report.html, report.render_html(rp.title, inputs, params.evaluate.worst_layers))
     ship = verdict.ship(inputs.remedies, lay) if inputs.remedies else None
     write_text(lay.report.summary, report.render_markdown(rp.title, inputs.metrics, ship))
+    write_dvc_views(lay, inputs, ship.best if ship is not None else None)
+
+
+def write_dvc_views(lay: Layout, inputs: report.ReportInputs, shipped: str | None) -> None:
+    """The metrics and plot tables dvc.yaml declares for `dvc metrics` / `dvc plots`."""
+    for folder in (lay.report.metrics, lay.report.plots):
+        shutil.rmtree(folder, ignore_errors=True)  # this stage's own outputs: no stale file
+    for name, values in dvc_views.metrics_files(inputs.metrics, inputs.remedies, shipped).items():
+        write_json(lay.report.metrics / name, values)
+    write_text(lay.report.plots / "layers.csv", dvc_views.layers_csv(inputs.layers))
+    write_text(lay.report.plots / "stability.csv", dvc_views.stability_csv(inputs.stability))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from pipeline.layout import Layout
-from pipeline.report import ReportInputs, remedies_chart, render_html, render_markdown, sqnr_chart
+from pipeline.report import (
+    ReportInputs,
+    dvc_views,
+    remedies_chart,
+    render_html,
+    render_markdown,
+    sqnr_chart,
+)
 from pipeline.report.numbers import percent, percent_beside, rate, wilson
 from pipeline.report.verdict import next_steps, ship
 
@@ -274,3 +281,21 @@ def test_summary_starts_with_the_verdict() -> None:
         "**Ship a16_all** for the car: `out/remedies/encodings/night.json`"
     )
     assert "| day | 4 | 12.50 | 0.970000 | 1 of 1 |" in md
+
+
+def test_dvc_metrics_hold_numbers_and_booleans_in_one_shape() -> None:
+    files = dvc_views.metrics_files(_metrics(), _remedies(), "a16_all")
+    assert {"day.json", "day.union.json", "night.a16_all.json", "ship.json"} <= set(files)
+    for values in files.values():
+        assert list(values) == ["cosine", "passes_gate", "sqnr_db"]
+        assert isinstance(values["passes_gate"], bool)
+        assert all(isinstance(values[k], float) for k in ("cosine", "sqnr_db"))
+    assert files["ship.json"] == {"cosine": 0.999, "passes_gate": True, "sqnr_db": 9.99}
+
+
+def test_dvc_plot_tables_have_a_series_column_and_no_input_row() -> None:
+    lines = dvc_views.layers_csv(_layers()).splitlines()
+    assert lines[0] == "series,layer_index,layer,op_type,sqnr_db"
+    assert lines[1] == "day,1,a,Conv,20.0" and not any("input.1" in ln for ln in lines)
+    stab = dvc_views.stability_csv(_stability()).splitlines()
+    assert stab[:2] == ["series,images,p95_scale_change,output_sqnr_db", "day,8,0.23,10.0"]
