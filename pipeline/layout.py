@@ -189,6 +189,16 @@ class ReportOut:
     def summary(self) -> Path:
         return self.root / "summary.md"
 
+    @property
+    def metrics(self) -> Path:
+        """DVC metrics: one file per scene and per scene's remedy (pipeline/report/dvc_views)."""
+        return self.root / "metrics"
+
+    @property
+    def plots(self) -> Path:
+        """DVC plot tables (dvc.yaml's top-level ``plots``)."""
+        return self.root / "plots"
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -249,5 +259,10 @@ class Layout:
             "coverage": (self.coverage.coverage,),
             "remedies": (r.remedies, r.metrics, r.encodings),
             "stability": (self.stability.stability, self.stability.curves),
-            "report": (self.report.html, self.report.summary),
+            "report": (
+                self.report.html,
+                self.report.summary,
+                self.report.metrics,
+                self.report.plots,
+            ),
         }

@@ -1,37 +1,55 @@
-"""DVC stage `report`: metrics + per-layer tables -> out/report/report.html and summary.md."""
+"""DVC stage `report`: every earlier stage's verdicts -> out/report/report.html and summary.md."""
 
 import json
+import shutil
 from collections import Counter
+from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 
 from pipeline import report
-from pipeline.atomic import write_text
+from pipeline.atomic import write_json, write_text
+from pipeline.layout import Layout
 from pipeline.params import Params
+from pipeline.report import dvc_views, verdict
 from pipeline.stage import run
 
 
+def _json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def main(params: Params) -> None:
-    out, rp = params.paths.out, params.report
-    metrics = json.loads((out / "evaluate" / "metrics.json").read_text(encoding="utf-8"))
-    layers = json.loads((out / "evaluate" / "layers.json").read_text(encoding="utf-8"))
-    advice = json.loads((out / "evaluate" / "advice.json").read_text(encoding="utf-8"))
-    remedies = json.loads((out / "remedies" / "remedies.json").read_text(encoding="utf-8"))
-    stability = json.loads((out / "stability" / "stability.json").read_text(encoding="utf-8"))
-    index = pq.read_table(out / "tensors" / "calibration" / "index.parquet")
-    calibration = dict(sorted(Counter(index.column("scene").to_pylist()).items()))
-    page = report.render_html(
-        rp.title,
-        metrics,
-        layers,
-        calibration,
-        params.evaluate.worst_layers,
-        advice,
-        remedies,
-        stability,
+    lay, rp = Layout.of(params.paths), params.report
+    index = pq.read_table(lay.tensors.calibration.index)
+    manifest = pq.read_table(lay.ingest.manifest, columns=["path", "status", "reason"])
+    inputs = report.ReportInputs(
+        metrics=_json(lay.evaluate.metrics),
+        layers=_json(lay.evaluate.layers),
+        calibration=dict(sorted(Counter(index.column("scene").to_pylist()).items())),
+        advice=_json(lay.evaluate.advice),
+        remedies=_json(lay.remedies.remedies),
+        stability=_json(lay.stability.stability),
+        coverage=_json(lay.coverage.coverage),
+        unused_files=[r for r in manifest.to_pylist() if r["status"] != "ok"],
+        files=manifest.num_rows,
+        layout=lay,
     )
-    write_text(out / "report" / "report.html", page)
-    write_text(out / "report" / "summary.md", report.render_markdown(rp.title, metrics))
+    write_text(lay.report.html, report.render_html(rp.title, inputs, params.evaluate.worst_layers))
+    ship = verdict.ship(inputs.remedies, lay) if inputs.remedies else None
+    write_text(lay.report.summary, report.render_markdown(rp.title, inputs.metrics, ship))
+    write_dvc_views(lay, inputs, ship.best if ship is not None else None)
+
+
+def write_dvc_views(lay: Layout, inputs: report.ReportInputs, shipped: str | None) -> None:
+    """The metrics and plot tables dvc.yaml declares for `dvc metrics` / `dvc plots`."""
+    for folder in (lay.report.metrics, lay.report.plots):
+        shutil.rmtree(folder, ignore_errors=True)  # this stage's own outputs: no stale file
+    for name, values in dvc_views.metrics_files(inputs.metrics, inputs.remedies, shipped).items():
+        write_json(lay.report.metrics / name, values)
+    write_text(lay.report.plots / "layers.csv", dvc_views.layers_csv(inputs.layers))
+    write_text(lay.report.plots / "stability.csv", dvc_views.stability_csv(inputs.stability))
 
 
 if __name__ == "__main__":

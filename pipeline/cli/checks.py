@@ -1,0 +1,130 @@
+"""Checks a script can act on: ``fieldcal gate``, ``fieldcal doctor``, ``fieldcal coverage``.
+
+``gate`` is a check by nature and exits 3 when a scene fails. ``doctor`` and ``coverage`` are
+listings a person reads first: they exit 0 after listing, and with ``--check`` exit 3 when there
+is something to act on. A listing that stops a ``set -e`` script merely because it found a
+quarantined file would be a surprise; a script that wants the verdict says so with ``--check``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pipeline.cli.common import (
+    EXIT_ACT,
+    FieldcalTyper,
+    ParamsOpt,
+    RootOpt,
+    example,
+    fail,
+    project_params,
+    stage_output,
+)
+from pipeline.report.numbers import percent_beside
+
+app = FieldcalTyper()
+
+CheckOpt = Annotated[
+    bool, typer.Option("--check", help="exit 3 when there is something to act on (for scripts)")
+]
+
+
+@app.command(
+    "gate",
+    epilog=example(
+        "fieldcal gate", "fieldcal gate --root ~/car02 || echo blocked", exit_codes=True
+    ),
+)
+def gate(root: RootOpt = Path("."), params: ParamsOpt = None) -> None:
+    """Exit 3 with one line per scene under its gate (reads the evaluate stage's metrics)."""
+    _, path = stage_output(root, params, "evaluate", "metrics.json")
+    from pipeline.analysis.evaluate import gate_failures
+
+    metrics = json.loads(path.read_text(encoding="utf-8"))
+    failures = [f for s, m in sorted(metrics["scenes"].items()) for f in gate_failures(s, m)]
+    for f in failures:
+        typer.echo(f"FAIL {f.line()}")
+    if failures:
+        raise typer.Exit(EXIT_ACT)
+    typer.echo(f"gate: all {len(metrics['scenes'])} scenes pass")
+
+
+@app.command(
+    "doctor", epilog=example("fieldcal doctor", "fieldcal doctor --check", exit_codes=True)
+)
+def doctor(root: RootOpt = Path("."), params: ParamsOpt = None, check: CheckOpt = False) -> None:
+    """List quarantined and skipped files from the ingest manifest, with counts per reason."""
+    import pyarrow.parquet as pq
+
+    _, path = stage_output(root, params, "ingest", "manifest.parquet")
+    rows = [r for r in pq.read_table(path).to_pylist() if r["status"] != "ok"]
+    by_reason: dict[str, list[str]] = {}
+    for r in rows:
+        by_reason.setdefault(f"{r['status']}: {r['reason']}", []).append(r["path"])
+    for reason, paths in sorted(by_reason.items()):
+        typer.echo(f"{len(paths):5d}  {reason}")
+        for f in paths:
+            typer.echo(f"       {f}")
+    typer.echo(f"{len(rows)} file(s) not used")
+    if check and rows:
+        raise typer.Exit(EXIT_ACT)
+
+
+@app.command(
+    "coverage",
+    epilog=example(
+        "fieldcal coverage 2026-11-05_car02",
+        "fieldcal coverage 2026-11-05_car02 --check || dvc repro",
+        exit_codes=True,
+    ),
+)
+def coverage_cmd(
+    session: Annotated[
+        str, typer.Argument(help="a session folder under datasets/vehicle/, already ingested")
+    ],
+    root: RootOpt = Path("."),
+    params: ParamsOpt = None,
+    check: CheckOpt = False,
+) -> None:
+    """Does SESSION fit the current encodings? requantize yes/no per scene, with the reason."""
+    from pipeline.analysis.coverage import session_report
+
+    p = project_params(root, params)
+    try:
+        report = session_report(
+            root,
+            p.paths,
+            p.model.path,
+            p.quantize.fold_batchnorm,
+            p.tensors,
+            p.coverage,
+            p.curate.seed,
+            session,
+            p.compute,
+        )
+    except FileNotFoundError as err:
+        raise fail(f"{err.filename} not found; run `dvc repro` first") from None
+    if not report.verdicts:
+        raise fail(
+            f"no ingested images for session {session!r}; run `dvc repro` (ingest) after adding it"
+        )
+    limit_clip, limit_drop = p.coverage.clip_rate_max, p.coverage.sqnr_drop_db
+    requantize = False
+    for scene, v in report.verdicts[session].items():
+        requantize |= v["requantize"] == "yes"
+        typer.echo(f"{session} {scene}: requantize {v['requantize']} - {v['reason']}")
+        for r in v["tensors"][:5]:
+            clip, limit = percent_beside(r["clip_rate"], limit_clip)
+            typer.echo(
+                f"    {r['tensor']:<10} clip {clip} (limit {limit})  SQNR "
+                f"{r['sqnr_db']:.2f} dB (evaluation set {r['baseline_sqnr_db']:.2f}, drop "
+                f"{r['sqnr_drop_db']:.2f}, limit {limit_drop:.2f})  "
+                f"range use {r['range_use']:.0%}"
+            )
+    typer.echo(f"({report.measured} images measured, {report.cached} from the cache)")
+    if check and requantize:
+        raise typer.Exit(EXIT_ACT)

@@ -1,0 +1,84 @@
+"""What DVC shows: metrics files with numbers and booleans only, and plot tables.
+
+``dvc metrics show`` prints one row per file and one column per key, so the report stage writes
+one small file per scene (``<scene>.json``) and per scene and remedy (``<scene>.<remedy>.json``),
+all with the same keys: ``cosine``, ``passes_gate`` (a boolean everywhere) and ``sqnr_db``. The
+table then reads on an 80-column terminal, and ``dvc metrics diff`` lists each change on a row.
+
+The plot tables carry a ``series`` column (scene, or stability group) that the custom template
+``.dvc/plots/fieldcal_lines.json`` colours by, so one chart holds one concept with one line per
+series; the model input's row (hundreds of dB, no quantization) is left out.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+Metric = dict[str, float | bool]
+
+
+def _metric(cosine: float, sqnr_db: float, passes: bool) -> Metric:
+    return {"cosine": float(cosine), "passes_gate": bool(passes), "sqnr_db": float(sqnr_db)}
+
+
+def metrics_files(
+    metrics: Mapping[str, Any], remedies: Mapping[str, Any] | None, shipped: str | None
+) -> dict[str, Metric]:
+    """File name (under the report's metrics folder) -> its metrics, sorted by name.
+
+    ``ship.json`` is the configuration the report's verdict ships (``shipped``, a remedy name,
+    or the closest one when none passes every scene; None: the quantize stage's encodings):
+    its worst cosine and SQNR over the scenes, and whether it passes every scene's gate.
+    """
+    out = {
+        f"{scene}.json": _metric(m["output_cosine"], m["output_sqnr_db"], m["gate"]["passed"])
+        for scene, m in metrics["scenes"].items()
+    }
+    for scene, v in (remedies or {}).items():
+        for r in v["remedies"]:
+            out[f"{scene}.{r['remedy']}.json"] = _metric(
+                r["output_cosine"], r["output_sqnr_db"], r["passes_gate"]
+            )
+    rows = [
+        out[f"{scene}.json" if shipped is None else f"{scene}.{shipped}.json"]
+        for scene in metrics["scenes"]
+    ]
+    out["ship.json"] = _metric(
+        min(float(r["cosine"]) for r in rows),
+        min(float(r["sqnr_db"]) for r in rows),
+        all(bool(r["passes_gate"]) for r in rows),
+    )
+    return dict(sorted(out.items()))
+
+
+def _csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def layers_csv(layers: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    """Accumulated SQNR per layer, one series per scene, the model input left out."""
+    rows = [
+        [scene, r["layer_index"], r["layer"], r["op_type"], r["sqnr_db"]]
+        for scene, rs in sorted(layers.items())
+        for r in rs
+        if r["op_type"] != "Input" and math.isfinite(float(r["sqnr_db"]))
+    ]
+    return _csv(["series", "layer_index", "layer", "op_type", "sqnr_db"], rows)
+
+
+def stability_csv(stability: Mapping[str, Any] | None) -> str:
+    """Scale change against the calibration subset size, one series per group."""
+    rows = [
+        [g, pt["images"], pt["p95_scale_change"], pt["output_sqnr_db"]]
+        for g, v in sorted((stability or {}).items())
+        for pt in v["curve"]
+    ]
+    return _csv(["series", "images", "p95_scale_change", "output_sqnr_db"], rows)

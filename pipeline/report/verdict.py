@@ -1,0 +1,146 @@
+"""What to ship and what to do next, decided from the remedies table.
+
+A car ships one model with one encodings file, while the remedies stage chooses per scene. The
+configurations that are one encodings set for every scene are ``SHARED``; the verdict ships the
+cheapest of them (in the remedies stage's cost order) that passes every scene's gate. The
+per-scene remedies (``per_scene``, ``mixed16_K``, whose 16-bit tensors differ by scene) become
+next steps for the scenes that fail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.layout import Layout
+
+# Remedies whose encodings do not depend on the scene (pipeline/analysis/remedies.py):
+# a16_all raises every activation, the same set in every scene.
+SHARED = ("generic", "union", "enhanced", "percentile", "a16_all")
+Remedies = Mapping[str, Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Ship:
+    """The configuration to ship: ``remedy`` None when none passes every scene (then
+    ``best`` is the shared configuration passing most scenes)."""
+
+    remedy: str | None
+    best: str | None
+    cost: str
+    encodings: Path | None
+    passing: tuple[str, ...]
+    failing: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Step:
+    scene: str
+    action: str
+    evidence: str
+
+
+def _row(remedies: Remedies, scene: str, name: str) -> Mapping[str, Any] | None:
+    return next((r for r in remedies[scene]["remedies"] if r["remedy"] == name), None)
+
+
+def encodings_of(name: str, remedies: Remedies, lay: Layout) -> Path | None:
+    """Where ``name``'s encodings are on disk: the quantize stage's for ``union``, else a
+    scene's chosen encodings written by the remedies stage (None if no scene chose it)."""
+    if name == "union":
+        return lay.quantize.encodings
+    scene = next((s for s, v in sorted(remedies.items()) if v["chosen"] == name), None)
+    return lay.remedies.scene_encodings(scene) if scene is not None else None
+
+
+def ship(remedies: Remedies, lay: Layout) -> Ship:
+    scenes = sorted(remedies)
+    order = [r["remedy"] for r in remedies[scenes[0]]["remedies"] if r["remedy"] in SHARED]
+    tally: list[tuple[str, tuple[str, ...], str]] = []
+    for name in order:
+        rows = {s: _row(remedies, s, name) for s in scenes}
+        passing = tuple(s for s in scenes if (r := rows[s]) is not None and r["passes_gate"])
+        cost = next((r["cost"] for r in rows.values() if r is not None), "")
+        tally.append((name, passing, cost))
+        if len(passing) == len(scenes):
+            return Ship(name, name, cost, encodings_of(name, remedies, lay), passing, ())
+    if not tally:
+        return Ship(None, None, "", None, (), tuple(scenes))
+    best, passing, cost = max(tally, key=lambda t: len(t[1]))  # first of the most passing
+    failing = tuple(s for s in scenes if s not in passing)
+    return Ship(None, best, cost, encodings_of(best, remedies, lay), passing, failing)
+
+
+def _cosine_evidence(row: Mapping[str, Any], gate: Mapping[str, Any]) -> str:
+    bound = gate.get("cosine_min")
+    tail = f" (gate {bound})" if bound is not None else ""
+    return f"{row['remedy']}: output cosine {row['output_cosine']:.4f}{tail}"
+
+
+def next_steps(
+    failing: Sequence[str], remedies: Remedies, stability: Mapping[str, Any] | None
+) -> list[Step]:
+    """Per scene failing today, the cheapest step the measurements support, then more data
+    where the stability curve says the scene's calibration set has not settled."""
+    steps: list[Step] = []
+    for scene in failing:
+        v = remedies.get(scene)
+        if v is None:
+            steps.append(Step(scene, "evaluate remedies for this scene", "no remedies measured"))
+            continue
+        rows = v["remedies"]
+        passing = [r for r in rows if r["passes_gate"]]
+        own = next((r for r in passing if r["remedy"] not in SHARED), None)
+        if own is not None and own["remedy"] == "per_scene":
+            steps.append(
+                Step(
+                    scene,
+                    f"ship a per-scene model ({own['cost']})",
+                    _cosine_evidence(own, v["gate"]),
+                )
+            )
+        elif own is not None:
+            steps.append(Step(scene, f"switch {own['cost']}", _cosine_evidence(own, v["gate"])))
+        elif passing:
+            first = passing[0]
+            action = f"use {first['remedy']} ({first['cost']})"
+            steps.append(Step(scene, action, _cosine_evidence(first, v["gate"])))
+        else:
+            best = max(rows, key=lambda r: r["output_cosine"])
+            steps.append(
+                Step(
+                    scene, "no remedy passes: revisit the model", _cosine_evidence(best, v["gate"])
+                )
+            )
+        curve = (stability or {}).get(scene)
+        if curve is not None and not settled(curve):
+            n = int(curve["images"])
+            steps.append(
+                Step(
+                    scene,
+                    f"add about {n} captures of {scene} (double its calibration set)",
+                    unsettled_text(curve),
+                )
+            )
+    return steps
+
+
+def settled(curve: Mapping[str, Any]) -> bool:
+    """Whether a subset smaller than the whole set already moves scales less than the
+    tolerance (the whole set against itself always does, so it proves nothing)."""
+    enough = curve.get("enough")
+    return enough is not None and int(enough) < int(curve["images"])
+
+
+def unsettled_text(curve: Mapping[str, Any]) -> str:
+    points = [p for p in curve["curve"] if int(p["images"]) < int(curve["images"])]
+    if not points:
+        return f"cannot tell yet: {curve['images']} images, too few for a smaller subset to compare"
+    last = points[-1]
+    return (
+        f"cannot tell yet: the curve has not settled by {last['images']} images "
+        f"(scales still move {100 * float(last['p95_scale_change']):.0f} % at "
+        f"{last['images']} of {curve['images']})"
+    )

@@ -1,0 +1,301 @@
+"""The report: verdict, next steps, rates with counts, charts; deterministic, offline HTML."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.layout import Layout
+from pipeline.report import (
+    ReportInputs,
+    dvc_views,
+    remedies_chart,
+    render_html,
+    render_markdown,
+    sqnr_chart,
+)
+from pipeline.report.numbers import percent, percent_beside, rate, wilson
+from pipeline.report.verdict import next_steps, ship
+
+LAY = Layout(Path("out"))
+
+
+def _row(name: str, cos: float, passes: bool, cost: str = "c") -> dict[str, Any]:
+    return {
+        "remedy": name,
+        "cost": cost,
+        "output_sqnr_db": 10.0 * cos,
+        "output_cosine": cos,
+        "face_miss_rate": 0.0,
+        "passes_gate": passes,
+        "failures": [],
+    }
+
+
+def _remedies(night_union: bool = True) -> dict[str, Any]:
+    gate = {"cosine_min": 0.99}
+    return {
+        "day": {
+            "chosen": "mixed16_4",
+            "gate": gate,
+            "remedies": [
+                _row("union", 0.97, False, "30 calibration images, all scenes"),
+                _row("mixed16_4", 0.995, True, "4 activations at 16 bits: a, b, c, d"),
+                _row("a16_all", 0.999, True, "all 9 activations at 16 bits"),
+            ],
+        },
+        "night": {
+            "chosen": "union" if night_union else "a16_all",
+            "gate": gate,
+            "remedies": [
+                _row("union", 0.995 if night_union else 0.9, night_union),
+                _row("mixed16_4", 0.996, True),
+                _row("a16_all", 0.999, True, "all 9 activations at 16 bits"),
+            ],
+        },
+    }
+
+
+def _metrics() -> dict[str, Any]:
+    def scene(passed: bool, faces: int, missed: int) -> dict[str, Any]:
+        return {
+            "images": 4,
+            "output_sqnr_db": 12.5,
+            "output_cosine": 0.97,
+            "worst_layer": "b",
+            "worst_layer_own_sqnr_db": 18.0,
+            "worst_layer_sqnr_db": 9.0,
+            "worst_layer_clip_rate": 1.3e-5,
+            "worst_layer_dominant": "activations",
+            "gate": {"cosine_min": 0.99, "passed": passed},
+            "outputs": {"out": {"sqnr_db": 12.5, "cosine": 0.97}},
+            "faces": {
+                "float_faces": faces,
+                "quantized_faces": faces - missed,
+                "missed": missed,
+                "miss_rate": missed / faces if faces else 0.0,
+                "spurious": 0,
+                "mean_iou": None,
+                "images_with_miss": [],
+            },
+        }
+
+    return {
+        "passed": False,
+        "run": {
+            "model": "models/m.onnx",
+            "model_sha256": "ab" * 32,
+            "backend": "embedded",
+            "activations": "tf 8-bit",
+            "weights": "symmetric 8-bit per-channel",
+            "bias_bitwidth": 32,
+            "sqnr_signal": "golden",
+        },
+        "scenes": {"day": scene(False, 1, 1), "night": scene(True, 0, 0)},
+    }
+
+
+def _layers() -> dict[str, list[dict[str, Any]]]:
+    def row(i: int, name: str, op: str, db: float) -> dict[str, Any]:
+        return {
+            "layer_index": i,
+            "layer": name,
+            "op_type": op,
+            "sqnr_db": db,
+            "sqnr_layerwise_db": db + 5,
+            "cosine": 0.99,
+            "clip_rate": 0.0,
+            "worst_image": "x.jpg",
+        }
+
+    rows = [row(0, "input.1", "Input", 414.0), row(1, "a", "Conv", 20.0)]
+    rows += [
+        row(2, "b", "Relu", 12.0),
+        row(3, "head", "Conv", 11.0),
+        row(4, "out", "Sigmoid", 10.0),
+    ]
+    return {"day": rows, "night": rows}
+
+
+def _stability() -> dict[str, Any]:
+    def curve(n: int, points: list[tuple[int, float]], enough: int) -> dict[str, Any]:
+        return {
+            "images": n,
+            "enough": enough,
+            "tolerance": 0.05,
+            "mode": "tf",
+            "curve": [
+                {"images": k, "p95_scale_change": c, "output_sqnr_db": 10.0, "output_cosine": 0.9}
+                for k, c in points
+            ],
+        }
+
+    return {
+        "day": curve(16, [(8, 0.23), (16, 0.0)], 16),
+        "night": curve(32, [(16, 0.01), (32, 0.0)], 16),
+    }
+
+
+def _inputs(**over: Any) -> ReportInputs:
+    advice = [
+        {"kind": "channels_not_multiple_of_32", "layer": "head", "figure": 2.0, "message": "m"},
+        {"kind": "channels_not_multiple_of_32", "layer": "a", "figure": 24.0, "message": "m"},
+        {"kind": "channels_not_multiple_of_32", "layer": "b", "figure": 24.0, "message": "m"},
+        {"kind": "per_channel_spread", "layer": "w1", "figure": 0.04, "message": "x (keep it)."},
+        {"kind": "long_tail", "layer": "b", "figure": 0.2, "message": "tail"},
+    ]
+    base: dict[str, Any] = {
+        "layout": LAY,
+        "metrics": _metrics(),
+        "layers": _layers(),
+        "calibration": {"day": 16, "night": 32},
+        "advice": advice,
+        "remedies": _remedies(),
+        "stability": _stability(),
+        "coverage": {"s1": {"night": {"images": 12, "requantize": "yes", "reason": "clips"}}},
+        "unused_files": [
+            {"path": "vehicle/s1/bad.jpg", "status": "quarantined", "reason": "truncated"}
+        ],
+        "files": 47,
+    }
+    return ReportInputs(**(base | over))
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "lo", "hi"),
+    [(1, 1, 0.2065, 1.0), (0, 2, 0.0, 0.6576), (5, 10, 0.2366, 0.7634), (0, 50, 0.0, 0.0713)],
+)
+def test_wilson_known_answers(k: int, n: int, lo: float, hi: float) -> None:
+    got = wilson(k, n)
+    assert got == pytest.approx((lo, hi), abs=1e-4)
+
+
+def test_wilson_rejects_no_trials() -> None:
+    with pytest.raises(ValueError, match="n > 0"):
+        wilson(0, 0)
+
+
+def test_rate_says_too_few_and_nothing_to_judge() -> None:
+    assert rate(1, 1, "faces") == "1 of 1 faces (95 % CI 21-100 %): too few to judge"
+    assert rate(0, 0, "faces") == "no faces: nothing to judge"
+    assert rate(3, 40, "faces") == "3 of 40 faces (95 % CI 3-20 %)"
+
+
+@pytest.mark.parametrize(
+    ("value", "limit", "shown"),
+    [(1.3e-5, 1e-5, ("0.0013 %", "0.0010 %")), (7.8e-5, 1e-5, ("0.0078 %", "0.0010 %"))],
+)
+def test_percent_beside_shows_why_a_value_fails(
+    value: float, limit: float, shown: tuple[str, str]
+) -> None:
+    assert percent_beside(value, limit) == shown
+
+
+def test_percent_keeps_two_significant_digits() -> None:
+    assert [percent(x) for x in (0.0, 1.3e-5, 0.4553)] == ["0 %", "0.0013 %", "45.5 %"]
+
+
+def test_ship_picks_the_cheapest_configuration_passing_every_scene() -> None:
+    s = ship(_remedies(), LAY)
+    # mixed16_4 is per scene (its tensors differ by scene): a16_all is the first shared one
+    assert (s.remedy, s.passing, s.failing) == ("a16_all", ("day", "night"), ())
+    assert s.encodings is None  # no scene chose a16_all, so its encodings are not written
+    s2 = ship(_remedies(night_union=False), LAY)
+    assert s2.encodings == Path("out/remedies/encodings/night.json")
+
+
+def test_ship_union_points_at_the_quantize_encodings() -> None:
+    r = _remedies()
+    r["day"]["remedies"][0]["passes_gate"] = True
+    s = ship(r, LAY)
+    assert (s.remedy, s.encodings) == ("union", Path("out/quantize/encodings.json"))
+
+
+def test_nothing_ships_when_no_shared_configuration_passes_everywhere() -> None:
+    r = _remedies()
+    r["night"]["remedies"][2]["passes_gate"] = False
+    s = ship(r, LAY)
+    # union and a16_all each pass one scene: the cheaper is the closest
+    assert (s.remedy, s.best, s.failing) == (None, "union", ("day",))
+
+
+def test_next_steps_name_the_tensors_and_ask_for_captures_when_unsettled() -> None:
+    steps = next_steps(["day"], _remedies(), _stability())
+    assert [s.action for s in steps] == [
+        "switch 4 activations at 16 bits: a, b, c, d",
+        "add about 16 captures of day (double its calibration set)",
+    ]
+    assert "cannot tell yet: the curve has not settled by 8 images" in steps[1].evidence
+
+
+def test_report_leads_with_the_verdict_and_says_what_it_cannot_judge() -> None:
+    page = render_html("T", _inputs(), worst_n=2)
+    assert page.index("Verdict") < page.index("Next steps") < page.index("Per scene")
+    assert "Ship <b>a16_all</b>" in page and "Passes 2 of 2 scenes" in page
+    assert "1 of 1 faces missed (95 % CI 21-100 %): too few to judge" in page
+    assert "no faces missed: nothing to judge" in page
+    assert "vehicle/s1/bad.jpg" in page and "1 of 47 files not used" in page
+    assert "1 of 1 session scene(s) need new encodings" in page
+    assert "cannot tell yet: the curve has not settled by 8 images" in page
+    assert "enough: 16 of 32 images" in page
+    assert "0.0013 %" in page  # a clip rate, not 0.0000
+
+
+def test_readiness_groups_what_needs_no_action() -> None:
+    page = render_html("T", _inputs(), worst_n=2)
+    assert (
+        "<b>Unavoidable</b>: 1 head layer(s) whose channel counts the task sets: head (2)" in page
+    )
+    assert "<b>Already right</b>: 1 weight(s)" in page
+    assert "<td>a, b</td>" in page  # one row for both 24-channel convolutions
+    assert page.index(">long_tail<") < page.index(">channels_not_multiple_of_32<")
+
+
+def test_report_is_deterministic_and_offline() -> None:
+    a = render_html("T", _inputs(), worst_n=2)
+    assert a == render_html("T", _inputs(), worst_n=2)
+    urls = set(re.findall(r"https?://[^\"' ]+", a))
+    assert urls == {"http://www.w3.org/2000/svg"}  # the SVG namespace, never fetched
+
+
+def test_sqnr_chart_has_units_names_and_gate_and_leaves_out_the_input() -> None:
+    svg = sqnr_chart(_layers(), gate_db=15.0)
+    assert "accumulated SQNR (dB, higher is better)" in svg
+    assert "<title>day: layer b (Relu), 12.00 dB</title>" in svg
+    assert "gate: SQNR ≥ 15 dB" in svg and 'stroke-dasharray="6 4"' in svg
+    assert "input.1" not in svg and "414" not in svg
+
+
+def test_remedies_chart_draws_the_cosine_gate() -> None:
+    svg = remedies_chart(_remedies())
+    assert "gate: cosine ≥ 0.99" in svg
+    assert "<title>day: mixed16_4, cosine 0.9950, passes its gate</title>" in svg
+
+
+def test_summary_starts_with_the_verdict() -> None:
+    md = render_markdown("T", _metrics(), ship(_remedies(night_union=False), LAY))
+    assert md.splitlines()[2].startswith(
+        "**Ship a16_all** for the car: `out/remedies/encodings/night.json`"
+    )
+    assert "| day | 4 | 12.50 | 0.970000 | 1 of 1 |" in md
+
+
+def test_dvc_metrics_hold_numbers_and_booleans_in_one_shape() -> None:
+    files = dvc_views.metrics_files(_metrics(), _remedies(), "a16_all")
+    assert {"day.json", "day.union.json", "night.a16_all.json", "ship.json"} <= set(files)
+    for values in files.values():
+        assert list(values) == ["cosine", "passes_gate", "sqnr_db"]
+        assert isinstance(values["passes_gate"], bool)
+        assert all(isinstance(values[k], float) for k in ("cosine", "sqnr_db"))
+    assert files["ship.json"] == {"cosine": 0.999, "passes_gate": True, "sqnr_db": 9.99}
+
+
+def test_dvc_plot_tables_have_a_series_column_and_no_input_row() -> None:
+    lines = dvc_views.layers_csv(_layers()).splitlines()
+    assert lines[0] == "series,layer_index,layer,op_type,sqnr_db"
+    assert lines[1] == "day,1,a,Conv,20.0" and not any("input.1" in ln for ln in lines)
+    stab = dvc_views.stability_csv(_stability()).splitlines()
+    assert stab[:2] == ["series,images,p95_scale_change,output_sqnr_db", "day,8,0.23,10.0"]
