@@ -99,6 +99,11 @@ class QuantizeOut:
         return self.root / "calibration.json"
 
     @property
+    def qdq_model(self) -> Path:
+        """The user's model with QuantizeLinear/DequantizeLinear carrying ``encodings.json``."""
+        return self.root / "model.qdq.onnx"
+
+    @property
     def qnn_model(self) -> Path:
         """Where ``quantize.backend: qnn`` has the QNN SDK's converter write its model."""
         return self.root / "qnn" / "model.cpp"
@@ -244,7 +249,7 @@ class Layout:
             "ingest": (self.ingest.manifest, self.ingest.summary),
             "curate": (self.curate.curated, self.curate.unused),
             "tensors": (t.root,),
-            "quantize": (q.encodings, q.encodings_legacy, q.calibration),
+            "quantize": (q.encodings, q.encodings_legacy, q.calibration, q.qdq_model),
             "evaluate": (e.metrics, e.layers, e.advice, e.layer_csvs, e.scenes_csv),
             "coverage": (self.coverage.coverage,),
             "remedies": (r.remedies, r.metrics, r.encodings),

@@ -4,14 +4,14 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipeline.atomic import write_json
+from pipeline.atomic import write_bytes, write_json
 from pipeline.backends import qnn_sdk as qnn
 from pipeline.calibration import calibrate
 from pipeline.errors import PipelineError
 from pipeline.graph import model
 from pipeline.params import Params
 from pipeline.progress import progress
-from pipeline.quantization import encodings_json
+from pipeline.quantization import encodings_json, qdq
 from pipeline.stage import run
 
 
@@ -33,6 +33,8 @@ def main(params: Params) -> None:
     write_json(out / "encodings.json", encodings_json.to_1_0_0(enc, args))
     write_json(out / "encodings_0.6.1.json", encodings_json.to_0_6_1(enc, args))
     write_json(out / "calibration.json", calibrate.calibration_record(view, stats, model_sha))
+    qdq_model = qdq.export_qdq(view, enc, qp.round_mode)  # the same encodings, no calibration
+    write_bytes(out / "model.qdq.onnx", qdq_model.SerializeToString())
     if qp.backend == "qnn":
         tool = qnn.find_tool(qnn.CONVERTER)
         if tool is None:
