@@ -360,5 +360,30 @@ def encodings_diff(
         )
 
 
+@app.command("compile")
+def compile_cmd(
+    soc: Annotated[
+        int | None, typer.Option("--soc", help="QNN SoC model number (e.g. 60); default: params")
+    ] = None,
+    htp_arch: Annotated[int | None, typer.Option("--htp-arch", help="HTP arch (e.g. 73)")] = None,
+    root: RootOpt = Path("."),
+    params: ParamsOpt | None = None,
+) -> None:
+    """Compile out/quantize/model.qdq.onnx into a QNN context binary (qnn extra)."""
+    from pipeline.backends import qnn_compile
+
+    try:
+        p = _load(root, params)
+        targets = (
+            [qnn_compile.Target(soc, htp_arch)]
+            if soc is not None or htp_arch is not None
+            else [qnn_compile.Target(t.soc_model, t.htp_arch) for t in p.compile.targets]
+        )
+        for done in qnn_compile.compile_project(root, p, targets):
+            typer.echo(f"{done.target.name}: {done.model} ({done.manifest.name})")
+    except PipelineError as err:
+        raise _fail(err) from None
+
+
 def main() -> None:
     app()

@@ -110,6 +110,16 @@ class QuantizeOut:
 
 
 @dataclass(frozen=True)
+class CompileOut:
+    """QNN context binaries, one folder per target (``soc60``, ``v73``, ``soc60_v73``)."""
+
+    root: Path
+
+    def target(self, name: str) -> Path:
+        return self.root / name
+
+
+@dataclass(frozen=True)
 class EvaluateOut:
     root: Path
 
@@ -222,6 +232,10 @@ class Layout:
         return QuantizeOut(self.out / "quantize")
 
     @property
+    def compile(self) -> CompileOut:
+        return CompileOut(self.out / "compile")
+
+    @property
     def evaluate(self) -> EvaluateOut:
         return EvaluateOut(self.out / "evaluate")
 
@@ -250,6 +264,7 @@ class Layout:
             "curate": (self.curate.curated, self.curate.unused),
             "tensors": (t.root,),
             "quantize": (q.encodings, q.encodings_legacy, q.calibration, q.qdq_model),
+            "compile": (self.compile.root,),
             "evaluate": (e.metrics, e.layers, e.advice, e.layer_csvs, e.scenes_csv),
             "coverage": (self.coverage.coverage,),
             "remedies": (r.remedies, r.metrics, r.encodings),

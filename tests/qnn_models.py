@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from pipeline.backends.qnn_htp import unsupported_platform
 from pipeline.calibration import calibrate
 from pipeline.graph import model
 from pipeline.params import QuantizeParams, TensorsParams
@@ -19,6 +21,11 @@ from pipeline.quantization.simulate import Encodings
 from tests.photos import photo_raws
 
 TINY_TP = TensorsParams(height=32, width=48, layout="NCHW")
+
+# HTP tests run wherever onnxruntime-qnn has a wheel, and skip only where it has none: on a
+# supported machine without the qnn extra they fail, naming `pip install 'fieldcal[qnn]'`.
+_NO_WHEEL = unsupported_platform()
+needs_htp = pytest.mark.skipif(_NO_WHEEL is not None, reason=_NO_WHEEL or "")
 
 
 def _init(name: str, arr: np.ndarray) -> onnx.TensorProto:
