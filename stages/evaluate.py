@@ -1,10 +1,11 @@
 """DVC stage `evaluate`: float vs simulated quantized per layer and scene -> metrics, plots."""
 
+import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipeline.analysis import advice, evaluate
+from pipeline.analysis import advice, backend_compare, evaluate
 from pipeline.atomic import write_json
 from pipeline.errors import GateError
 from pipeline.graph import model
@@ -36,6 +37,13 @@ def main(params: Params) -> None:
     doc = evaluate.metrics_document(
         scenes, qp, ep, params.model.path, model.sha256_file(params.model.path)
     )
+    if ep.backend == "qnn-htp":  # the same encodings on Qualcomm's HTP, beside the simulation
+        run_ = backend_compare.HtpRun(
+            paths.out / "quantize" / "model.qdq.onnx", paths.cache, os.cpu_count() or 1,
+            qp.round_mode, params.model.decoder,
+        )  # fmt: skip
+        htp = backend_compare.evaluate_htp(view, enc, images, tp, ep, run_)
+        doc["backends"] = {htp.backend: htp.to_json()}
     write_json(out / "metrics.json", doc)
     write_json(out / "layers.json", layer_rows)
     items = advice.advise(view, qp.weights.per_channel, qp.activations.mode, layer_rows)
