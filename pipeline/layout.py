@@ -99,9 +99,24 @@ class QuantizeOut:
         return self.root / "calibration.json"
 
     @property
+    def qdq_model(self) -> Path:
+        """The user's model with QuantizeLinear/DequantizeLinear carrying ``encodings.json``."""
+        return self.root / "model.qdq.onnx"
+
+    @property
     def qnn_model(self) -> Path:
         """Where ``quantize.backend: qnn`` has the QNN SDK's converter write its model."""
         return self.root / "qnn" / "model.cpp"
+
+
+@dataclass(frozen=True)
+class CompileOut:
+    """QNN context binaries, one folder per target (``soc60``, ``v73``, ``soc60_v73``)."""
+
+    root: Path
+
+    def target(self, name: str) -> Path:
+        return self.root / name
 
 
 @dataclass(frozen=True)
@@ -227,6 +242,10 @@ class Layout:
         return QuantizeOut(self.out / "quantize")
 
     @property
+    def compile(self) -> CompileOut:
+        return CompileOut(self.out / "compile")
+
+    @property
     def evaluate(self) -> EvaluateOut:
         return EvaluateOut(self.out / "evaluate")
 
@@ -254,7 +273,8 @@ class Layout:
             "ingest": (self.ingest.manifest, self.ingest.summary),
             "curate": (self.curate.curated, self.curate.unused),
             "tensors": (t.root,),
-            "quantize": (q.encodings, q.encodings_legacy, q.calibration),
+            "quantize": (q.encodings, q.encodings_legacy, q.calibration, q.qdq_model),
+            "compile": (self.compile.root,),
             "evaluate": (e.metrics, e.layers, e.advice, e.layer_csvs, e.scenes_csv),
             "coverage": (self.coverage.coverage,),
             "remedies": (r.remedies, r.metrics, r.encodings),

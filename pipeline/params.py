@@ -211,6 +211,9 @@ class EvaluateParams(_Section):
     # Enable-one / disable-one sweep (spec §8.4) for this many worst layers; 0 turns it off.
     sensitivity_layers: int = Field(default=3, ge=0, le=50)
     detection_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
+    # Where the quantized model is judged: fieldcal's simulation, or also Qualcomm's HTP
+    # (onnxruntime-qnn: the emulator on x86_64, the real HTP on a Snapdragon), side by side.
+    backend: Literal["embedded", "qnn-htp"] = "embedded"
 
 
 class CoverageParams(_Section):
@@ -238,6 +241,19 @@ class ReportParams(_Section):
     title: str = "fieldcal quantization report"
 
 
+class CompileTarget(_Section):
+    """One HTP target: QNN's SoC model number and/or HTP architecture (neither: EP defaults)."""
+
+    soc_model: int | None = Field(default=None, ge=0)
+    htp_arch: int | None = Field(default=None, ge=0)
+
+
+class CompileParams(_Section):
+    """QNN context binaries of out/quantize/model.qdq.onnx, one folder per target."""
+
+    targets: tuple[CompileTarget, ...] = (CompileTarget(soc_model=60),)
+
+
 class Params(_Section):
     paths: PathsParams = PathsParams()
     compute: ComputeParams = ComputeParams()
@@ -251,6 +267,7 @@ class Params(_Section):
     remedies: RemediesParams = RemediesParams()
     stability: StabilityParams = StabilityParams()
     report: ReportParams = ReportParams()
+    compile: CompileParams = CompileParams()
 
 
 def _format_validation(err: ValidationError, source: Path) -> str:

@@ -1,10 +1,11 @@
 """DVC stage `evaluate`: float vs simulated quantized per layer and scene -> metrics, plots."""
 
+import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipeline.analysis import advice, artifacts, evaluate, summary, writers
+from pipeline.analysis import advice, artifacts, backend_compare, evaluate, summary, writers
 from pipeline.analysis.runs import EvalImage, EvalOptions
 from pipeline.errors import GateError
 from pipeline.graph.load import load_view
@@ -35,10 +36,18 @@ def main(params: Params) -> None:
         results = evaluate.run_evaluation(view, enc, images, tp, opts, advance)
     scenes, layer_rows, failures = summary.summarize(view, results, ep)
     out = layout.evaluate
-    model_sha = view.sha256
-    artifacts.write(
-        out.metrics, summary.metrics_document(scenes, qp, ep, params.model.path, model_sha)
-    )
+    doc = summary.metrics_document(scenes, qp, ep, params.model.path, view.sha256)
+    if ep.backend == "qnn-htp":  # the same encodings on Qualcomm's HTP, beside the simulation
+        htp_run = backend_compare.HtpRun(
+            layout.quantize.qdq_model,
+            params.paths.cache,
+            os.cpu_count() or 1,
+            qp.round_mode,
+            params.model.decoder,
+        )
+        htp = backend_compare.evaluate_htp(view, enc, images, tp, ep, htp_run)
+        doc = doc.model_copy(update={"backends": {htp.backend: htp.to_json()}})
+    artifacts.write(out.metrics, doc)
     artifacts.write(out.layers, layer_rows)
     items = advice.advise(view, qp.weights.per_channel, qp.activations.mode, layer_rows)
     artifacts.write(out.advice, advice.to_json(items))

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipeline.atomic import write_json
+from pipeline.atomic import write_bytes, write_json
 from pipeline.backends import qnn_sdk as qnn
 from pipeline.calibration.collect import Calibrator
 from pipeline.calibration.encodings import quantizer_args
@@ -15,7 +15,7 @@ from pipeline.graph.view import check_input_spec
 from pipeline.layout import Layout
 from pipeline.params import Params
 from pipeline.progress import progress
-from pipeline.quantization import encodings_json
+from pipeline.quantization import encodings_json, qdq
 from pipeline.stage import run
 
 
@@ -36,6 +36,8 @@ def main(params: Params) -> None:
     write_json(out.encodings, encodings_json.to_1_0_0(enc, args))
     write_json(out.encodings_legacy, encodings_json.to_0_6_1(enc, args))
     write_json(out.calibration, calibration_record(view, stats))
+    qdq_model = qdq.export_qdq(view, enc, qp.round_mode)  # the same encodings, no calibration
+    write_bytes(out.qdq_model, qdq_model.SerializeToString())
     if qp.backend == "qnn":
         tool = qnn.find_tool(qnn.CONVERTER)
         if tool is None:

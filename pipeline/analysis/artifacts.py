@@ -198,11 +198,15 @@ class RunInfo(Artifact):
 
 
 class MetricsDocument(Artifact):
-    """``out/evaluate/metrics.json``: run facts, then one block per scene."""
+    """``out/evaluate/metrics.json``: run facts, then one block per scene; with
+    ``evaluate.backend: qnn-htp``, ``backends.<name>``: the same encodings on that backend
+    (:class:`pipeline.analysis.backend_compare.BackendComparison`)."""
 
+    OMITTED_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({"backends"})
     run: RunInfo
     passed: bool
     scenes: dict[str, SceneMetrics]
+    backends: dict[str, dict[str, Any]] | None = None
 
 
 # ---------------------------------------------------------------- coverage.json

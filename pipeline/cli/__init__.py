@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli import captures, checks, data, demo, encodings, params, scenes
+from pipeline.cli import captures, checks, data, demo, deploy, encodings, params, scenes
 from pipeline.cli.common import EXIT_CODES, FieldcalTyper, example
 
 
@@ -62,6 +62,7 @@ app.add_typer(captures.app, name="captures")
 app.add_typer(scenes.app, name="scenes")
 app.add_typer(checks.app)  # gate, doctor, coverage: top-level commands
 app.add_typer(data.app)  # curate
+app.add_typer(deploy.app)  # compile
 
 __all__ = ["app", "main"]
 

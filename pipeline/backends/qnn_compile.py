@@ -1,0 +1,123 @@
+"""QNN context binaries: a QDQ model compiled for one HTP target, ready for a device.
+
+Creating a QNN EP session with ``ep.context_enable=1`` writes an EPContext ONNX model and the QNN
+context binary it references (``*_qnn.bin``; not embedded, ``ep.context_embed_mode=0``). A
+device loads them only with a QAIRT runtime at least as new as the one that compiled them
+(:attr:`Versions.qairt` in the manifest) and on the SoC they were compiled for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipeline.atomic import write_json
+from pipeline.backends.qnn_htp import (
+    HtpSession,
+    SessionConfig,
+    input_shape,
+    make_static,
+    versions,
+)
+from pipeline.errors import DataError, PipelineError
+from pipeline.graph.load import load_view, sha256_file
+from pipeline.layout import Layout
+
+if TYPE_CHECKING:
+    from pipeline.params import Params
+
+CONTEXT_MODEL = "model_ctx.onnx"
+MANIFEST = "manifest.json"
+LOADS_ON = "a QAIRT runtime at least as new as versions.qairt, on the target SoC"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a context binary is compiled for: a QNN SoC model number and/or an HTP architecture
+    (onnxruntime-qnn provider options ``soc_model`` and ``htp_arch``, e.g. 60 / 73); neither:
+    the EP's defaults."""
+
+    soc_model: int | None = None
+    htp_arch: int | None = None
+
+    @property
+    def name(self) -> str:
+        parts = [f"soc{self.soc_model}"] if self.soc_model is not None else []
+        parts += [f"v{self.htp_arch}"] if self.htp_arch is not None else []
+        return "_".join(parts) or "default"
+
+    def provider_options(self) -> dict[str, str]:
+        po: dict[str, str] = {}
+        if self.soc_model is not None:
+            po["soc_model"] = str(self.soc_model)
+        if self.htp_arch is not None:
+            po["htp_arch"] = str(self.htp_arch)
+        return po
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """One target's files: the EPContext model, its context binaries and the manifest."""
+
+    target: Target
+    model: Path
+    binaries: tuple[Path, ...]
+    manifest: Path
+
+
+def compile_target(qdq_model: Path, folder: Path, target: Target, shape: Sequence[int]) -> Compiled:
+    """Compile ``qdq_model`` for ``target`` into ``folder`` (made if needed, stale files
+    removed): ``model_ctx.onnx``, its ``*.bin`` and ``manifest.json`` with the target, the
+    versions and the sha256 of the source and of every file written."""
+    import onnx
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ctx = folder / CONTEXT_MODEL
+    for stale in [ctx, folder / MANIFEST, *folder.glob("*.bin")]:
+        stale.unlink(missing_ok=True)
+    entries = {
+        "ep.context_enable": "1",
+        "ep.context_embed_mode": "0",
+        "ep.context_file_path": str(ctx),
+    }
+    source = make_static(onnx.load(str(qdq_model)), shape)
+    HtpSession(source, config=SessionConfig(target.provider_options(), entries))
+    if not ctx.is_file():
+        raise PipelineError(f"the QNN EP wrote no EPContext model at {ctx} for {target.name}")
+    binaries = tuple(sorted(folder.glob("*.bin")))
+    write_json(
+        folder / MANIFEST,
+        {
+            "target": {
+                "name": target.name,
+                "soc_model": target.soc_model,
+                "htp_arch": target.htp_arch,
+            },
+            "source": {"file": qdq_model.name, "sha256": sha256_file(qdq_model)},
+            "input_shape": list(shape),
+            "versions": versions().as_dict(),
+            "files": {f.name: sha256_file(f) for f in (ctx, *binaries)},
+            "loads_on": LOADS_ON,
+        },
+    )
+    return Compiled(target, ctx, binaries, folder / MANIFEST)
+
+
+def load_compiled(compiled_model: Path, target: Target = Target()) -> HtpSession:
+    """A session of an EPContext model (its binaries beside it), shapes as compiled."""
+    return HtpSession(compiled_model, config=SessionConfig(target.provider_options()))
+
+
+def compile_project(root: Path, params: Params, targets: Sequence[Target]) -> list[Compiled]:
+    """Compile the project's ``out/quantize/model.qdq.onnx`` for each target into
+    ``out/compile/<target>/``, the input shape from the tensors params."""
+    layout = Layout(root / params.paths.out)
+    qdq_model = layout.quantize.qdq_model
+    if not qdq_model.is_file():
+        raise DataError(f"{qdq_model} not found; run `dvc repro quantize` first")
+    view = load_view(root / params.model.path)
+    tp = params.tensors
+    shape = input_shape(tp.height, tp.width, view.input_layout)
+    return [compile_target(qdq_model, layout.compile.target(t.name), t, shape) for t in targets]

@@ -1,0 +1,439 @@
+"""fieldcal's encodings as a QDQ ONNX model, the form onnxruntime's QNN execution provider runs.
+
+Convention: fieldcal's encodings are QNN's, ``real = scale * (q + offset)`` with
+``q in [0, 2^bw - 1]`` and ``offset <= 0``; ONNX stores ``real = scale * (q - zero_point)``, so
+``zero_point = -offset`` (:func:`pipeline.quantization.encoding.onnx_zero_point`, the one place
+that converts). No calibration runs here: every number comes from the :class:`Encodings` given.
+
+The graph is the one fieldcal simulates (``build_quantized_model``): BatchNormalization folded
+into the Conv/ConvTranspose before it (``WeightedOp.weight``/``bias`` hold the folded values) and
+one activation quantizer per *kept* tensor, so Conv(+BN)+ReLU has one, at the ReLU's output (the
+EP fuses ``DQ -> Conv -> Relu -> Q`` itself). Each quantizer is a QuantizeLinear/DequantizeLinear
+pair::
+
+    producer -> t__f -> QuantizeLinear -> t__q -> DequantizeLinear -> t -> consumers
+
+(the graph input: ``x -> Q -> x__q -> DQ -> x__dq``), so every kept tensor keeps its name and
+carries its dequantized value. Parameters:
+
+* weights: int8 (int16) with zero point 0 when the encoding is the symmetric grid
+  (offset = -2^(bw-1)), else uint with zero point ``-offset``; one scale per output channel
+  (axis 0 Conv, 1 ConvTranspose, as :class:`WeightedOp` says) or one per tensor. The integers are
+  fieldcal's :func:`quantize` with the simulation's round mode.
+* biases: int32, zero point 0, fieldcal's own integers (its float64 grid ``s_in * s_w``), stored
+  with scale ``float32(s_in) * float32(s_w)``, the product the EP checks (it re-quantizes a bias
+  whose scale differs).
+* a weight's DequantizeLinear output takes the initializer's name (the integers move to
+  ``<name>__quantized``), so names line up with ``encodings.json``.
+
+Activations are uint8, or uint16 where the bitwidth is 16 (opset >= 21).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from numpy.typing import NDArray
+from onnx import TensorProto, helper, numpy_helper, version_converter
+
+from pipeline.errors import PipelineError
+from pipeline.graph.view import ModelView, WeightedOp
+from pipeline.quantization.encoding import Encoding, RoundMode, onnx_zero_point, quantize
+from pipeline.quantization.encodings import Encodings
+
+DQ_SUFFIX = "__dq"  # DequantizeLinear output of the graph input
+Q_SUFFIX = "__q"
+FLOAT_SUFFIX = "__f"
+INT_SUFFIX = "__quantized"
+DEFAULT_OPSET = 21
+
+_ACT_TYPES = {8: TensorProto.UINT8, 16: TensorProto.UINT16}
+_NP_OF: dict[int, type[np.integer]] = {
+    TensorProto.UINT8: np.uint8,
+    TensorProto.UINT16: np.uint16,
+    TensorProto.INT8: np.int8,
+    TensorProto.INT16: np.int16,
+    TensorProto.INT32: np.int32,
+}
+
+
+class QdqExportError(PipelineError):
+    """The encodings cannot be carried by a QDQ model as they stand."""
+
+
+@dataclass(frozen=True)
+class QParam:
+    """One channel of a quantizer as stored in the QDQ model."""
+
+    scale: float  # float32 value, widened
+    zero_point: int
+    dtype: str  # "uint8", "int8", "uint16", "int32", ...
+
+
+# ---------------------------------------------------------------------------------------------
+# export
+
+
+def export_qdq(
+    view: ModelView,
+    enc: Encodings,
+    round_mode: RoundMode = "half_away",
+    opset: int = DEFAULT_OPSET,
+) -> onnx.ModelProto:
+    """The view's model with QuantizeLinear/DequantizeLinear carrying exactly ``enc``.
+
+    ``round_mode`` is the one the simulation rounds weights with (``quantize.round_mode``).
+    Raises :class:`QdqExportError` when an encoding has no QDQ form (a bitwidth other than
+    8/16 for activations, a bias that is not int32, 16-bit activations below opset 21).
+    """
+    if opset < 21 and any(e.bitwidth == 16 for e in enc.activations.values()):
+        raise QdqExportError(
+            f"16-bit activations need opset >= 21 (uint16 QuantizeLinear); got opset {opset}"
+        )
+    model = _with_opset(view.model, opset)
+    graph = model.graph
+    inits: list[onnx.TensorProto] = []
+    body, param_dqs, replaced = _rewire_weighted(view, enc, round_mode, inits)
+    act_qdqs = _insert_activation_qdq(view, enc, body, inits)
+    nodes = _toposort(param_dqs + act_qdqs + body, view.input_name, [*graph.initializer, *inits])
+    used = {x for n in nodes for x in n.input}
+    kept = [i for i in graph.initializer if i.name in used and i.name not in replaced]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.initializer[:]
+    graph.initializer.extend(kept + inits)
+    del graph.value_info[:]  # shapes of renamed tensors would be stale
+    onnx.checker.check_model(model)
+    return model
+
+
+def _with_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
+    current = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if current > opset:
+        raise QdqExportError(f"the model's opset {current} is above the QDQ export's {opset}")
+    if current < opset:
+        converted: onnx.ModelProto = version_converter.convert_version(model, opset)
+        return converted
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    return out
+
+
+def _rewire_weighted(
+    view: ModelView, enc: Encodings, mode: RoundMode, inits: list[onnx.TensorProto]
+) -> tuple[list[onnx.NodeProto], list[onnx.NodeProto], set[str]]:
+    """The graph's nodes with folded BNs gone and each weighted op reading its quantized
+    weight and bias through a DequantizeLinear; also those DQ nodes and the replaced names."""
+    ops = {op.node: op for op in view.weighted}
+    removed_bn = {op.folded_bn for op in view.weighted if op.folded_bn}
+    replaced: set[str] = set()
+    body: list[onnx.NodeProto] = []
+    dqs: list[onnx.NodeProto] = []
+    for node in view.model.graph.node:
+        node_id = node.name or node.output[0]
+        op = ops.get(node_id)
+        if node_id in removed_bn:
+            continue
+        n = onnx.NodeProto()
+        n.CopyFrom(node)  # the view's own model stays as it is
+        body.append(n)
+        if op is None:
+            continue
+        n.output[0] = op.conv_output  # the BN's output when BN was folded in
+        del n.input[:]
+        n.input.extend([node.input[0], op.weight_name] + ([op.bias_name] if op.bias_name else []))
+        if op.weight_name not in replaced:
+            dqs.append(_weight_dq(op, enc.weights[op.weight_name], mode, inits))
+            replaced.add(op.weight_name)
+        if op.bias_name and op.bias_name not in replaced:
+            dqs.append(_bias_dq(op, enc, inits))
+            replaced.add(op.bias_name)
+    return body, dqs, replaced
+
+
+def _insert_activation_qdq(
+    view: ModelView, enc: Encodings, body: list[onnx.NodeProto], inits: list[onnx.TensorProto]
+) -> list[onnx.NodeProto]:
+    """Q/DQ pairs at every kept tensor with an encoding; producers renamed to ``t__f``,
+    consumers of the graph input to ``x__dq``."""
+    nodes: list[onnx.NodeProto] = []
+    for t in view.kept_tensors:
+        e = enc.activations.get(t)
+        if e is None:
+            continue
+        if t == view.input_name:
+            nodes += _act_qdq(t, t + DQ_SUFFIX, t, e, inits)
+            _rename(body, t, t + DQ_SUFFIX, inputs=True)
+        else:
+            nodes += _act_qdq(t + FLOAT_SUFFIX, t, t, e, inits)
+            _rename(body, t, t + FLOAT_SUFFIX, inputs=False)
+    return nodes
+
+
+def _rename(nodes: list[onnx.NodeProto], old: str, new: str, inputs: bool) -> None:
+    for n in nodes:
+        names = n.input if inputs else n.output
+        for i, x in enumerate(names):
+            if x == old:
+                names[i] = new
+
+
+def _act_qdq(
+    src: str, dst: str, key: str, e: Encoding, inits: list[onnx.TensorProto]
+) -> list[onnx.NodeProto]:
+    """QuantizeLinear(src) -> key__q -> DequantizeLinear -> dst, sharing one scale/zero point."""
+    elem = _ACT_TYPES.get(e.bitwidth)
+    if elem is None:
+        raise QdqExportError(
+            f"activation {key!r} is {e.bitwidth}-bit; QDQ activations are 8 or 16-bit. "
+            "Set quantize.activations.bitwidth to 8 or 16."
+        )
+    zp = onnx_zero_point(e)
+    if not 0 <= zp <= e.steps:
+        raise QdqExportError(f"activation {key!r}: offset {e.offset} lies outside its grid")
+    scale_name, zp_name = f"{key}__scale", f"{key}__zero_point"
+    inits.append(numpy_helper.from_array(np.array(e.scale, np.float32), scale_name))
+    inits.append(numpy_helper.from_array(np.array(zp, _NP_OF[elem]), zp_name))
+    q = f"{key}{Q_SUFFIX}"
+    return [
+        helper.make_node("QuantizeLinear", [src, scale_name, zp_name], [q], name=f"{key}__Q"),
+        helper.make_node("DequantizeLinear", [q, scale_name, zp_name], [dst], name=f"{key}__DQ"),
+    ]
+
+
+def _is_signed_symmetric(e: Encoding) -> bool:
+    return e.symmetric and e.offset == -(1 << (e.bitwidth - 1))
+
+
+def _weight_ints(
+    w: NDArray[np.float32], encs: list[Encoding], axis: int, mode: RoundMode
+) -> NDArray[np.int64]:
+    """``q in [0, 2^bw - 1]`` per element: fieldcal's :func:`quantize`, channel by channel."""
+    if len(encs) == 1:
+        return quantize(w, encs[0], mode)
+    q = np.empty(w.shape, np.int64)
+    for c, e in enumerate(encs):
+        idx: list[slice | int] = [slice(None)] * w.ndim
+        idx[axis] = c
+        q[tuple(idx)] = quantize(w[tuple(idx)], e, mode)
+    return q
+
+
+def _weight_dq(
+    op: WeightedOp, encs: list[Encoding], mode: RoundMode, inits: list[onnx.TensorProto]
+) -> onnx.NodeProto:
+    channels = op.weight.shape[op.axis]
+    if len(encs) not in (1, channels):
+        raise QdqExportError(
+            f"weight {op.weight_name!r}: {len(encs)} encodings for {channels} channels"
+        )
+    bw = encs[0].bitwidth
+    if bw not in (8, 16) or len({(e.bitwidth, _is_signed_symmetric(e)) for e in encs}) != 1:
+        raise QdqExportError(
+            f"weight {op.weight_name!r}: {bw}-bit or mixed encodings have no QDQ form; "
+            "set quantize.weights.bitwidth to 8 or 16"
+        )
+    q = _weight_ints(op.weight, encs, op.axis, mode)
+    if _is_signed_symmetric(encs[0]):
+        elem = TensorProto.INT8 if bw == 8 else TensorProto.INT16
+        stored, zps = q + encs[0].offset, [0] * len(encs)
+    else:
+        elem = TensorProto.UINT8 if bw == 8 else TensorProto.UINT16
+        stored, zps = q, [onnx_zero_point(e) for e in encs]
+    scales = np.asarray([e.scale for e in encs], np.float32)
+    zp = np.asarray(zps, _NP_OF[elem])
+    name = op.weight_name
+    inits.append(numpy_helper.from_array(stored.astype(_NP_OF[elem]), name + INT_SUFFIX))
+    inits.append(
+        numpy_helper.from_array(scales.reshape(()) if len(encs) == 1 else scales, name + "__scale")
+    )
+    inits.append(
+        numpy_helper.from_array(zp.reshape(()) if len(encs) == 1 else zp, name + "__zero_point")
+    )
+    ins = [name + INT_SUFFIX, name + "__scale", name + "__zero_point"]
+    node = helper.make_node("DequantizeLinear", ins, [name], name=name + "__DQ")
+    if len(encs) > 1:
+        node.attribute.append(helper.make_attribute("axis", op.axis))
+    return node
+
+
+def bias_scales(op: WeightedOp, enc: Encodings) -> NDArray[np.float32]:
+    """``float32(s_in) * float32(s_w)`` per output channel, multiplied in float32."""
+    in_enc = enc.activations.get(op.input)
+    if in_enc is None:
+        raise QdqExportError(f"{op.node}: its input {op.input!r} has no activation encoding")
+    n = op.bias.shape[0]
+    w_encs = enc.weights[op.weight_name]
+    w_scales = [e.scale for e in w_encs] if len(w_encs) == n else [w_encs[0].scale] * n
+    out: NDArray[np.float32] = np.float32(in_enc.scale) * np.asarray(w_scales, np.float32)
+    return out
+
+
+def _bias_ints(b: NDArray[np.float32], grid: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Round half away from zero onto ``grid``, saturating at int32 (as the simulation does)."""
+    t = b.astype(np.float64) / grid
+    q: NDArray[np.float64] = np.clip(
+        np.copysign(np.floor(np.abs(t) + 0.5), t), -(2.0**31), 2.0**31 - 1
+    )
+    return q
+
+
+def _bias_dq(op: WeightedOp, enc: Encodings, inits: list[onnx.TensorProto]) -> onnx.NodeProto:
+    b_encs = enc.biases[op.bias_name]
+    if any(e.bitwidth != 32 for e in b_encs):
+        raise QdqExportError(
+            f"bias {op.bias_name!r} is {b_encs[0].bitwidth}-bit; the QNN EP takes int32 biases "
+            "at input scale x weight scale. Set quantize.bias_bitwidth: 32."
+        )
+    scale = bias_scales(op, enc)
+    grid = np.broadcast_to(np.asarray([e.scale for e in b_encs], np.float64), scale.shape)
+    q = _bias_ints(op.bias, grid)
+    name = op.bias_name
+    inits.append(numpy_helper.from_array(q.astype(np.int32), name + INT_SUFFIX))
+    inits.append(numpy_helper.from_array(scale, name + "__scale"))
+    inits.append(numpy_helper.from_array(np.zeros(scale.shape, np.int32), name + "__zero_point"))
+    ins = [name + INT_SUFFIX, name + "__scale", name + "__zero_point"]
+    return helper.make_node("DequantizeLinear", ins, [name], name=name + "__DQ", axis=0)
+
+
+def count_bias_disagreements(view: ModelView, enc: Encodings) -> int:
+    """Bias integers that the float32 scale product alone would round differently from
+    fieldcal's float64 grid (values within float rounding of a half step). Expected ~0."""
+    n = 0
+    for op in view.weighted:
+        if not op.bias_name:
+            continue
+        s32 = bias_scales(op, enc).astype(np.float64)
+        s64 = np.broadcast_to(
+            np.asarray([e.scale for e in enc.biases[op.bias_name]], np.float64), s32.shape
+        )
+        n += int(np.count_nonzero(_bias_ints(op.bias, s32) != _bias_ints(op.bias, s64)))
+    return n
+
+
+def _toposort(
+    nodes: list[onnx.NodeProto], graph_input: str, inits: Iterable[onnx.TensorProto]
+) -> list[onnx.NodeProto]:
+    """Kahn's algorithm, earliest ready node first (the given order where already sorted)."""
+    available = {graph_input, ""} | {i.name for i in inits}
+    waiting_on: dict[str, list[int]] = {}
+    missing = [0] * len(nodes)
+    for i, n in enumerate(nodes):
+        for x in set(n.input) - available:
+            waiting_on.setdefault(x, []).append(i)
+            missing[i] += 1
+    ready = [i for i, m in enumerate(missing) if m == 0]
+    heapq.heapify(ready)
+    ordered: list[onnx.NodeProto] = []
+    while ready:
+        i = heapq.heappop(ready)
+        ordered.append(nodes[i])
+        for out in nodes[i].output:
+            for j in waiting_on.pop(out, []):
+                missing[j] -= 1
+                if missing[j] == 0:
+                    heapq.heappush(ready, j)
+    if len(ordered) < len(nodes):
+        raise ValueError(f"QDQ graph has unresolved inputs {sorted(waiting_on)[:5]}")
+    return ordered
+
+
+# ---------------------------------------------------------------------------------------------
+# reading back and verifying
+
+
+def read_back(model: onnx.ModelProto) -> dict[str, list[QParam]]:
+    """Every DequantizeLinear's parameters, keyed by the tensor it stands for, one per channel.
+
+    The key is the DQ's output name (the graph input's ``<name>__dq`` maps back to ``<name>``):
+    the kept tensor for activations, the initializer name for weights and biases. A
+    QuantizeLinear whose parameters differ from its DequantizeLinear's is a ``ValueError``.
+    """
+    inits = {i.name: np.atleast_1d(numpy_helper.to_array(i)) for i in model.graph.initializer}
+    q_params = {
+        n.output[0]: (n.input[1], n.input[2])
+        for n in model.graph.node
+        if n.op_type == "QuantizeLinear"
+    }
+    out: dict[str, list[QParam]] = {}
+    for node in model.graph.node:
+        if node.op_type != "DequantizeLinear":
+            continue
+        scale, zp = inits[node.input[1]], inits[node.input[2]]
+        key = node.output[0].removesuffix(DQ_SUFFIX)
+        q = q_params.get(node.input[0])
+        if q is not None and not (
+            np.array_equal(inits[q[0]], scale) and np.array_equal(inits[q[1]], zp)
+        ):
+            raise ValueError(f"{key!r}: QuantizeLinear and DequantizeLinear parameters differ")
+        zps = np.broadcast_to(zp, scale.shape)
+        out[key] = [
+            QParam(float(s), int(z), str(zp.dtype)) for s, z in zip(scale, zps, strict=True)
+        ]
+    return out
+
+
+def expected_qparams(view: ModelView, enc: Encodings) -> dict[str, list[QParam]]:
+    """What :func:`read_back` must find for ``enc``: every kept tensor with an encoding, every
+    weight and bias, float32 scales (biases: the float32 product of :func:`bias_scales`)."""
+    want: dict[str, list[QParam]] = {}
+    for t in view.kept_tensors:
+        e = enc.activations.get(t)
+        if e is not None:
+            dt = "uint8" if e.bitwidth == 8 else "uint16"
+            want[t] = [QParam(float(np.float32(e.scale)), onnx_zero_point(e), dt)]
+    for op in view.weighted:
+        encs = enc.weights[op.weight_name]
+        signed = _is_signed_symmetric(encs[0])
+        dt = ("int" if signed else "uint") + str(encs[0].bitwidth)
+        want[op.weight_name] = [
+            QParam(float(np.float32(e.scale)), 0 if signed else onnx_zero_point(e), dt)
+            for e in encs
+        ]
+        if op.bias_name:
+            want[op.bias_name] = [
+                QParam(float(s), 0, "int32") for s in bias_scales(op, enc).astype(np.float64)
+            ]
+    return want
+
+
+def verify(
+    read: Mapping[str, list[QParam]], view: ModelView, enc: Encodings, bias_ulps: int = 2
+) -> list[str]:
+    """Differences between what :func:`read_back` found and the encodings, one line each; empty
+    when every tensor is present with its exact float32 scale, zero point and dtype, and
+    nothing else is. Bias scales must also lie within ``bias_ulps`` float32 ulps of the
+    encodings' float64 ``s_in * s_w``."""
+    want = expected_qparams(view, enc)
+    problems = [
+        f"{name}: in the QDQ model but not in the encodings" for name in read.keys() - want.keys()
+    ]
+    for name, channels in want.items():
+        got = read.get(name)
+        if got is None:
+            problems.append(f"{name}: no DequantizeLinear carries it")
+        elif got != channels:
+            problems.append(f"{name}: QDQ has {got[:3]}..., the encodings {channels[:3]}...")
+    for op in view.weighted:
+        if op.bias_name and op.bias_name in read:
+            for got_q, e in zip(read[op.bias_name], enc.biases[op.bias_name], strict=False):
+                if abs(got_q.scale - e.scale) > bias_ulps * float(np.spacing(np.float32(e.scale))):
+                    problems.append(f"bias {op.bias_name}: scale {got_q.scale!r} != {e.scale!r}")
+    return sorted(problems)
+
+
+def with_kept_outputs(model: onnx.ModelProto, names: Iterable[str]) -> onnx.ModelProto:
+    """A copy of a QDQ model that also returns ``names`` (DequantizeLinear outputs of kept
+    tensors), the original outputs first: the comparable points of a per-layer comparison."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    existing = {o.name for o in m.graph.output}
+    for name in names:
+        if name not in existing:
+            m.graph.output.append(helper.make_empty_tensor_value_info(name))
+            existing.add(name)
+    return m
