@@ -48,10 +48,14 @@ def _jpeg(seed: int) -> bytes:
 def _metrics(night_passes: bool) -> dict[str, Any]:
     def scene(cos: float, passed: bool) -> dict[str, Any]:
         return {
+            "images": 4,
             "output_cosine": cos,
             "output_sqnr_db": 20.0,
+            "outputs": {"537": {"cosine": cos, "sqnr_db": 20.0}},
             "worst_layer": "410",
             "worst_layer_sqnr_db": 9.0,
+            "worst_layer_clip_rate": 0.0,
+            "worst_layer_dominant": "activations",
             "gate": {"passed": passed, "cosine_min": 0.99},
         }
 
@@ -151,6 +155,14 @@ def test_gate_exits_3_when_a_scene_fails(project: Path) -> None:
     res = run("gate", "--root", project)
     assert res.exit_code == 3
     assert "FAIL scene 'night': output cosine 0.97 fails its gate 0.99" in res.output
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"scenes": {"day": {"images": 4}}}', "[]"])
+def test_gate_on_a_metrics_file_it_cannot_read_says_to_rerun(project: Path, text: str) -> None:
+    (project / "out" / "evaluate" / "metrics.json").write_text(text)
+    res = run("gate", "--root", project)
+    assert res.exit_code == 1 and "run `dvc repro` to write it again" in res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)
 
 
 def test_doctor_lists_and_exits_3_only_with_check(project: Path) -> None:

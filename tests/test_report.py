@@ -299,3 +299,16 @@ def test_dvc_plot_tables_have_a_series_column_and_no_input_row() -> None:
     assert lines[1] == "day,1,a,Conv,20.0" and not any("input.1" in ln for ln in lines)
     stab = dvc_views.stability_csv(_stability()).splitlines()
     assert stab[:2] == ["series,images,p95_scale_change,output_sqnr_db", "day,8,0.23,10.0"]
+
+
+def test_a_scene_no_remedy_saves_says_so_and_the_report_renders_without_remedies() -> None:
+    r = _remedies()
+    for row in r["day"]["remedies"]:
+        row["passes_gate"] = False
+    r["day"]["chosen"] = None
+    steps = next_steps(["day"], r, None)
+    assert [s.action for s in steps] == ["no remedy passes: revisit the model"]
+    assert "a16_all: output cosine 0.9990" in steps[0].evidence  # the closest one
+    page = render_html("T", _inputs(remedies=None, stability=None, coverage={}), worst_n=1)
+    assert "Remedies not evaluated; the quantize stage's encodings" in page
+    assert "pass 1 of 2 scenes" in page and "No vehicle sessions checked" in page

@@ -42,15 +42,26 @@ CheckOpt = Annotated[
 def gate(root: RootOpt = Path("."), params: ParamsOpt = None) -> None:
     """Exit 3 with one line per scene under its gate (reads the evaluate stage's metrics)."""
     _, path = stage_output(root, params, "evaluate", "metrics.json")
-    from pipeline.analysis.evaluate import gate_failures
+    from pydantic import TypeAdapter, ValidationError
 
-    metrics = json.loads(path.read_text(encoding="utf-8"))
-    failures = [f for s, m in sorted(metrics["scenes"].items()) for f in gate_failures(s, m)]
+    from pipeline.analysis.artifacts import SceneMetrics
+    from pipeline.analysis.gates import gate_failures
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        scenes = TypeAdapter(dict[str, SceneMetrics]).validate_python(doc["scenes"])
+    except (ValueError, KeyError, TypeError) as err:  # JSON or pydantic (a ValueError)
+        first = err.errors()[0]["loc"] if isinstance(err, ValidationError) else err
+        raise fail(
+            f"{path} is not a metrics file this fieldcal reads ({first}); run `dvc repro` to "
+            "write it again"
+        ) from None
+    failures = [f for s, m in sorted(scenes.items()) for f in gate_failures(s, m)]
     for f in failures:
         typer.echo(f"FAIL {f.line()}")
     if failures:
         raise typer.Exit(EXIT_ACT)
-    typer.echo(f"gate: all {len(metrics['scenes'])} scenes pass")
+    typer.echo(f"gate: all {len(scenes)} scenes pass")
 
 
 @app.command(
