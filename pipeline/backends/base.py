@@ -24,9 +24,9 @@ are quantized, which a device does not offer.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -54,6 +54,30 @@ class QuantizedModel(Protocol):
         (``(1, C, H, W)`` or ``(1, H, W, C)`` float32, static shape). The arrays may be views of
         the backend's buffers, valid until the next call."""
         ...
+
+
+@runtime_checkable
+class BatchedModel(Protocol):
+    """A quantized model that runs many inputs itself (cached, in parallel: the HTP's)."""
+
+    def run_many(
+        self, xs: Sequence[NDArray[np.float32]], progress: Callable[[int], None]
+    ) -> list[Tensors]: ...
+
+
+def run_many(
+    model: QuantizedModel, xs: Sequence[NDArray[np.float32]], progress: Callable[[int], None]
+) -> list[Tensors]:
+    """Every input through ``model``, in order: its own ``run_many`` where it has one, else one
+    ``run`` at a time (each result copied: ``run`` may return views of its buffers).
+    ``progress(n)`` is told as inputs finish."""
+    if isinstance(model, BatchedModel):
+        return model.run_many(xs, progress)
+    out: list[Tensors] = []
+    for x in xs:
+        out.append({k: v.copy() for k, v in model.run(x).items()})
+        progress(1)
+    return out
 
 
 class Backend(Protocol):
