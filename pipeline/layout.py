@@ -174,6 +174,15 @@ class RemediesOut:
     def scene_encodings(self, scene: str) -> Path:
         return self.encodings / f"{scene}.json"
 
+    def scene_qdq_model(self, scene: str) -> Path:
+        """The chosen remedy's encodings as a QDQ model (pipeline/analysis/htp_recheck.py)."""
+        return self.encodings / f"{scene}.qdq.onnx"
+
+    @property
+    def recheck(self) -> Path:
+        """The chosen remedies re-evaluated on evaluate.backend (pipeline/analysis/htp_recheck)."""
+        return self.root / "recheck.json"
+
     @property
     def chosen(self) -> Path:
         return self.encodings / "chosen.json"
@@ -277,7 +286,7 @@ class Layout:
             "compile": (self.compile.root,),
             "evaluate": (e.metrics, e.layers, e.advice, e.layer_csvs, e.scenes_csv),
             "coverage": (self.coverage.coverage,),
-            "remedies": (r.remedies, r.metrics, r.encodings),
+            "remedies": (r.remedies, r.metrics, r.encodings, r.recheck),
             "stability": (self.stability.stability, self.stability.curves),
             "report": (
                 self.report.html,

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipeline.analysis import artifacts, remedies
+from pipeline.analysis import artifacts, htp_recheck, remedies
 from pipeline.analysis.evaluate import OneshotScorer
 from pipeline.analysis.runs import EvalImage
 from pipeline.atomic import write_json
@@ -50,6 +50,12 @@ def main(params: Params) -> None:
                 out.scene_encodings(scene), encodings_json.to_1_0_0(r.chosen.encodings, args)
             )
         print(f"remedies: {scene}: {r.verdict.why}")
+    chosen = {
+        s: htp_recheck.Chosen(r.chosen.name, r.chosen.encodings)
+        for s, r in found.items()
+        if r.chosen
+    }
+    htp_recheck.recheck(view, chosen, images, params, out)  # QDQ models; on the HTP (issue 13)
     verdicts = {scene: r.verdict for scene, r in found.items()}
     # always present (a DVC output): which scene has chosen encodings in this folder
     write_json(out.chosen, {scene: v.chosen for scene, v in verdicts.items()})

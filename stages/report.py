@@ -12,7 +12,7 @@ from pipeline import report
 from pipeline.atomic import write_json, write_text
 from pipeline.layout import Layout
 from pipeline.params import Params
-from pipeline.report import dvc_views, verdict
+from pipeline.report import backends, dvc_views, verdict
 from pipeline.stage import run
 
 
@@ -32,6 +32,7 @@ def main(params: Params) -> None:
         remedies=_json(lay.remedies.remedies),
         stability=_json(lay.stability.stability),
         coverage=_json(lay.coverage.coverage),
+        remedies_recheck=_json(lay.remedies.recheck) if lay.remedies.recheck.is_file() else None,
         unused_files=[r for r in manifest.to_pylist() if r["status"] != "ok"],
         files=manifest.num_rows,
         layout=lay,
@@ -46,7 +47,9 @@ def write_dvc_views(lay: Layout, inputs: report.ReportInputs, shipped: str | Non
     """The metrics and plot tables dvc.yaml declares for `dvc metrics` / `dvc plots`."""
     for folder in (lay.report.metrics, lay.report.plots):
         shutil.rmtree(folder, ignore_errors=True)  # this stage's own outputs: no stale file
-    for name, values in dvc_views.metrics_files(inputs.metrics, inputs.remedies, shipped).items():
+    files = dvc_views.metrics_files(inputs.metrics, inputs.remedies, shipped)
+    files |= backends.metrics_files(inputs.metrics, inputs.remedies_recheck)
+    for name, values in sorted(files.items()):
         write_json(lay.report.metrics / name, values)
     write_text(lay.report.plots / "layers.csv", dvc_views.layers_csv(inputs.layers))
     write_text(lay.report.plots / "stability.csv", dvc_views.stability_csv(inputs.stability))

@@ -11,7 +11,7 @@ from importlib import resources
 from typing import Any
 
 from pipeline.layout import Layout
-from pipeline.report import actions, charts, sections, verdict
+from pipeline.report import actions, backends, charts, sections, verdict
 
 TEMPLATE = "template.html"
 
@@ -28,6 +28,7 @@ class ReportInputs:
     remedies: Mapping[str, Any] | None = None
     stability: Mapping[str, Any] | None = None
     coverage: Mapping[str, Any] | None = None
+    remedies_recheck: Mapping[str, Any] | None = None  # out/remedies/recheck.json
     unused_files: Sequence[Mapping[str, Any]] = ()  # manifest rows whose status is not "ok"
     files: int = 0  # every file ingest saw
 
@@ -79,6 +80,7 @@ def render_html(title: str, inputs: ReportInputs, worst_n: int) -> str:
         verdict=ship_html,
         next_steps=actions.steps_list(steps, len(failing)),
         per_scene=sections.per_scene(scenes),
+        backends=backends.section(metrics, inputs.remedies_recheck),
         coverage=actions.coverage(inputs.coverage),
         quarantined=actions.quarantined(inputs.unused_files, inputs.files),
         remedies_chart=charts.remedies_chart(inputs.remedies or {}),
@@ -125,6 +127,7 @@ def render_markdown(
             f"{miss} | {m['worst_layer']} | {own:.2f} | "
             f"{'pass' if m['gate']['passed'] else 'FAIL'} |"
         )
+    lines += backends.markdown(metrics)
     info = metrics["run"]
     lines += [
         "",

@@ -1,0 +1,137 @@
+"""Each scene's chosen remedy as a deployable QDQ model, and re-judged on the real backend.
+
+The remedies stage picks, per scene, the cheapest remedy that passes the scene's gate on the
+embedded simulation. Here that remedy's encodings are exported (:func:`export_qdq`, no
+calibration: uint16 activations where the remedy made them 16-bit) to
+``out/remedies/encodings/<scene>.qdq.onnx`` whatever the backend, and with
+``evaluate.backend: qnn-htp`` the scene's evaluation images run on the HTP beside the
+simulation (:mod:`pipeline.analysis.backend_compare`): ``out/remedies/recheck.json`` says, per
+scene, whether the HTP agrees with the embedded verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from pipeline.analysis.artifacts import Artifact, BackendVerdict
+from pipeline.analysis.backend_compare import compared, evaluate_on_backend
+from pipeline.analysis.runs import EvalImage
+from pipeline.atomic import write_bytes
+from pipeline.backends.base import Tensors
+from pipeline.graph.runtime import Runner
+from pipeline.graph.view import ModelView
+from pipeline.layout import RemediesOut
+from pipeline.params import Params
+from pipeline.quantization.encodings import Encodings
+from pipeline.quantization.qdq import export_qdq
+
+
+class RemedyOnBackend(Artifact):
+    """A scene's chosen remedy on the embedded simulation and on the backend."""
+
+    remedy: str
+    qdq_model: str
+    qdq_model_sha256: str
+    embedded: BackendVerdict
+    backend: BackendVerdict
+    verdicts_agree: bool
+    backend_vs_embedded_sqnr_db: float  # the lowest over the model outputs
+
+
+class RemedyRecheck(Artifact):
+    """``out/remedies/recheck.json``: ``backend`` None when evaluation is embedded only (the
+    QDQ models are still written)."""
+
+    backend: str | None
+    versions: dict[str, str]
+    scenes: dict[str, RemedyOnBackend]
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """A scene's chosen remedy: its name and encodings."""
+
+    remedy: str
+    encodings: Encodings
+
+
+def recheck(
+    view: ModelView,
+    chosen: Mapping[str, Chosen],
+    images: Sequence[EvalImage],
+    params: Params,
+    out: RemediesOut,
+) -> RemedyRecheck:
+    """Export every chosen remedy; on ``evaluate.backend: qnn-htp`` also judge it on the HTP
+    on its scene's evaluation images. Writes ``out.recheck`` and returns it."""
+    round_mode = params.quantize.round_mode
+    for scene, c in chosen.items():
+        write_bytes(
+            out.scene_qdq_model(scene),
+            export_qdq(view, c.encodings, round_mode).SerializeToString(),
+        )
+    doc = RemedyRecheck(backend=None, versions={}, scenes={})
+    if params.evaluate.backend == "qnn-htp":
+        doc = _on_htp(view, chosen, images, params, out)
+    from pipeline.analysis import artifacts
+
+    artifacts.write(out.recheck, doc)
+    return doc
+
+
+def _on_htp(
+    view: ModelView,
+    chosen: Mapping[str, Chosen],
+    images: Sequence[EvalImage],
+    params: Params,
+    out: RemediesOut,
+) -> RemedyRecheck:
+    import os
+
+    from pipeline.backends.embedded import EmbeddedBackend
+    from pipeline.backends.htp_runner import HtpBackend, HtpConfig
+    from pipeline.backends.qnn_htp import input_shape
+    from pipeline.data.tensors import read_raw
+
+    tp, ep, qp = params.tensors, params.evaluate, params.quantize
+    shape = input_shape(tp.height, tp.width, view.input_layout)
+    config = HtpConfig(shape, params.paths.cache, os.cpu_count() or 1, {}, qp.round_mode)
+    htp = HtpBackend(config)
+    flt = Runner(view.model)
+    scenes = {}
+    for scene, c in sorted(chosen.items()):
+        what = compared(view, c.encodings, layers=False)
+        model = htp.prepare(view, c.encodings, list(what.outputs))
+        sim = EmbeddedBackend(qp.round_mode).prepare(view, c.encodings, list(what.outputs))
+
+        def reference(x: NDArray[np.float32]) -> tuple[Tensors, Tensors]:
+            return flt.run(x, list(what.outputs)), sim.run(x)  # noqa: B023 (used in this loop)
+
+        xs = [
+            (i.scene, i.path, read_raw(i.raw, tp, view.input_layout))
+            for i in images
+            if i.scene == scene
+        ]
+        found, _ = evaluate_on_backend(xs, reference, model, what, ep, params.model.decoder)
+        s = found[scene]
+        scenes[scene] = RemedyOnBackend(
+            remedy=c.remedy,
+            qdq_model=out.scene_qdq_model(scene).as_posix(),
+            qdq_model_sha256=model.deployable_sha256,
+            embedded=s.embedded,
+            backend=s.backend,
+            verdicts_agree=s.verdicts_agree,
+            backend_vs_embedded_sqnr_db=min(
+                o.backend_vs_embedded.sqnr_db for o in s.outputs.values()
+            ),
+        )
+    return RemedyRecheck(backend=htp.name, versions=htp.versions(), scenes=scenes)
+
+
+def read(path: Path) -> RemedyRecheck:
+    return RemedyRecheck.model_validate_json(path.read_text(encoding="utf-8"))
