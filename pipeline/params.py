@@ -226,6 +226,11 @@ class CoverageParams(_Section):
 class RemediesParams(_Section):
     # 16-bit ladders: try the K activations that lose most on their own at 16 bits.
     mixed16: tuple[Annotated[int, Field(ge=1)], ...] = (4, 16)
+    # The search for the fewest 16-bit activations that pass (pipeline/analysis/search.py):
+    # evaluations per scene (and for every scene at once), and how many of the worst tensors
+    # (own error) are measured alone at 16 bits to rank them.
+    search_budget: int = Field(default=40, ge=2)
+    search_measured: int = Field(default=16, ge=0)
 
 
 class StabilityParams(_Section):
