@@ -147,12 +147,12 @@ class WeightQuant(_Section):
     def _per_channel_is_symmetric(self) -> WeightQuant:
         if self.per_channel and self.mode not in ("symmetric",):
             raise ValueError(
-                "per-channel weights are always symmetric in QNN (spec §3.4); "
+                "per-channel weights are always symmetric in QNN (docs §3.4); "
                 f"got weights.mode={self.mode!r} with per_channel=true. "
                 "Set mode: symmetric or per_channel: false."
             )
         if self.mode == "adjusted" and self.bitwidth != 8:
-            raise ValueError("weights.mode 'adjusted' is 8-bit only (spec §5.1)")
+            raise ValueError("weights.mode 'adjusted' is 8-bit only (docs §5.3)")
         return self
 
 
@@ -162,14 +162,14 @@ class QuantizeParams(_Section):
     activations: ActivationQuant = ActivationQuant()
     weights: WeightQuant = WeightQuant()
     bias_bitwidth: Literal[8, 32] = 32
-    # Knobs of spec §10, defaults matching libpymo / QNN docs.
+    # Knobs of docs §1.5, defaults matching libpymo / QNN docs.
     round_mode: Literal["half_away", "half_even"] = "half_away"
     # Minimum range of an encoding: 0.01 (QNN docs, libpymo source), 1e-4 (newer SNPE text) or
     # "eps_scale" (AIMET: the step is at least FLT_EPS; libpymo in aimet-onnx 2.42).
     min_range: Annotated[float, Field(gt=0.0)] | Literal["eps_scale"] = 0.01
     strict_symmetric: bool = False
     unsigned_symmetric: bool = False
-    # absmax: scale = max(|min|, |max|) / 127 (spec §3.1); max_of_both: max(max/127, -min/128)
+    # absmax: scale = max(|min|, |max|) / 127 (docs §3.1); max_of_both: max(max/127, -min/128)
     # (aimet_torch v2, and libpymo as shipped in aimet-onnx 2.42, measured: parity/README.md)
     symmetric_scale_rule: Literal["absmax", "max_of_both"] = "absmax"
     fold_batchnorm: bool = True
@@ -206,9 +206,9 @@ class EvaluateParams(_Section):
     worst_layers: int = Field(default=5, ge=1, le=100)
     # Re-run with weights-only and activations-only quantization to attribute each layer's loss.
     attribution: bool = True
-    # Also measure each layer fed float inputs (its own error, spec §8.3 layerwise).
+    # Also measure each layer fed float inputs (its own error, docs §8.3).
     layerwise: bool = True
-    # Enable-one / disable-one sweep (spec §8.4) for this many worst layers; 0 turns it off.
+    # Enable-one / disable-one sweep (docs §10.10) for this many worst layers; 0 turns it off.
     sensitivity_layers: int = Field(default=3, ge=0, le=50)
     detection_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
     # Where the quantized model is judged: fieldcal's simulation, or also Qualcomm's HTP
@@ -226,6 +226,11 @@ class CoverageParams(_Section):
 class RemediesParams(_Section):
     # 16-bit ladders: try the K activations that lose most on their own at 16 bits.
     mixed16: tuple[Annotated[int, Field(ge=1)], ...] = (4, 16)
+    # The search for the fewest 16-bit activations that pass (pipeline/analysis/search.py):
+    # evaluations per scene (and for every scene at once), and how many of the worst tensors
+    # (own error) are measured alone at 16 bits to rank them.
+    search_budget: int = Field(default=40, ge=2)
+    search_measured: int = Field(default=16, ge=0)
 
 
 class StabilityParams(_Section):

@@ -34,7 +34,8 @@ def main(params: Params) -> None:
         view, params.tensors, params.evaluate, params.model.decoder, qp.round_mode
     )
     layer_rows = artifacts.read_layers(layout.evaluate.layers)
-    found = remedies.run(calib, scorer, cal, union, images, layer_rows, params.remedies.mixed16)
+    inputs = remedies.Inputs(cal, images, union, layer_rows, params.remedies)
+    found = remedies.run(calib, scorer, inputs)
     out = layout.remedies
     for scene, r in found.items():
         if r.chosen is not None:

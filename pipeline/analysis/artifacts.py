@@ -307,13 +307,39 @@ class RemedyRow(Artifact):
     failures: list[str]
 
 
+class SearchPoint(Artifact):
+    """One evaluated set of 16-bit tensors."""
+
+    tensors: list[str]
+    extra_bytes: int  # activation memory added per inference (batch 1): one byte per element
+    output_sqnr_db: float
+    output_cosine: float
+    face_miss_rate: float | None
+    passes_gate: bool
+
+
+class SearchRecord(Artifact):
+    """What the search of one scene (or of every scene at once) did and found."""
+
+    budget: int
+    evaluations: int
+    seed_ranking: list[str]  # worst own (layerwise) error first
+    measured_gain_db: dict[str, float]  # tensor alone at 16 bits: output SQNR gain
+    chosen: list[str] | None  # the smallest passing set found; None: none within budget
+    why: str
+    pareto: list[SearchPoint]  # by extra bytes: each point beats every cheaper one's SQNR
+
+
 class RemedyVerdict(Artifact):
     """A scene's remedies and the cheapest that passes (``chosen``; ``None`` when none does)."""
 
+    OMITTED_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({"search", "search_all_scenes"})
     gate: GateRecord
     chosen: str | None
     why: str
     remedies: list[RemedyRow]
+    search: SearchRecord | None = None  # the fewest 16-bit activations for this scene
+    search_all_scenes: SearchRecord | None = None  # for every scene at once (one model)
 
 
 # ---------------------------------------------------------------- stability.json

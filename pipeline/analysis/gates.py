@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pipeline.analysis.artifacts import GateRecord, SceneMetrics
 from pipeline.params import EvaluateParams, Gate
@@ -55,10 +55,21 @@ class GateFailure:
         )
 
 
+class Headline(Protocol):
+    """What a gate reads: a scene's headline output metrics."""
+
+    @property
+    def output_sqnr_db(self) -> float: ...
+    @property
+    def output_cosine(self) -> float: ...
+    @property
+    def face_miss_rate(self) -> float | None: ...
+
+
 @dataclass(frozen=True)
 class GateCheck:
     label: str
-    value: Callable[[SceneMetrics], float | None]
+    value: Callable[[Headline], float | None]
     bound: Callable[[GateRecord], float | None]
     at_least: bool  # the value must be at least the bound (else at most)
 
@@ -68,6 +79,17 @@ GATE_CHECKS = (
     GateCheck("output SQNR dB", lambda m: m.output_sqnr_db, lambda g: g.sqnr_min_db, True),
     GateCheck("face miss rate", lambda m: m.face_miss_rate, lambda g: g.miss_rate_max, False),
 )
+
+
+def meets(m: Headline, gate: GateRecord) -> bool:
+    """Whether headline metrics ``m`` meet every bound ``gate`` sets."""
+    for check in GATE_CHECKS:
+        value, bound = check.value(m), check.bound(gate)
+        below = value is not None and bound is not None and value < bound
+        above = value is not None and bound is not None and value > bound
+        if below if check.at_least else above:
+            return False
+    return True
 
 
 def failures_against(scene: str, m: SceneMetrics, gate: GateRecord) -> list[GateFailure]:

@@ -22,19 +22,34 @@ encodings are written. Statistics come from the calibration cache: min/max cost 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pipeline.analysis.artifacts import LayerRow, RemedyRow, RemedyVerdict, worst_rows
+from pipeline.analysis.artifacts import (
+    LayerRow,
+    RemedyRow,
+    RemedyVerdict,
+    SearchRecord,
+    worst_first,
+    worst_rows,
+)
 from pipeline.analysis.evaluate import OneshotScorer
-from pipeline.analysis.gates import gate_failures, gate_for, gate_record
+from pipeline.analysis.gates import gate_failures, gate_for, gate_record, meets
 from pipeline.analysis.runs import EvalImage
+from pipeline.analysis.search import OutputScorer, Score, Search, run_search
+from pipeline.analysis.summary import headline_outputs
+from pipeline.backends.embedded import EmbeddedBackend
 from pipeline.calibration import calibrate
+from pipeline.calibration.encodings import bias_encodings
+from pipeline.data.tensors import read_raw
+from pipeline.graph.rewrite import with_outputs
+from pipeline.graph.runtime import Runner
 from pipeline.graph.view import ModelView
-from pipeline.params import EvaluateParams, QuantizeParams, TensorsParams
+from pipeline.params import EvaluateParams, QuantizeParams, RemediesParams, TensorsParams
 from pipeline.quantization.encoding import tf_encoding
 from pipeline.quantization.encodings import Encodings
+from pipeline.quantization.observers import MinMax
 
 
 @dataclass(frozen=True)
@@ -76,11 +91,25 @@ class Calibrator:
     ) -> Encodings:
         """``enc`` with ``tensors`` at 16 bits (tf, over the ranges of ``stats_raws``)."""
         stats = calibrate.collect(self.view, stats_raws, self.tp, self.model_sha, self.cache)
+        return self.raised(enc, stats.minmax, tensors)
+
+    def raised(self, enc: Encodings, ranges: MinMax, tensors: Collection[str]) -> Encodings:
+        """``enc`` with ``tensors`` at 16 bits over ``ranges``, and the bias grids of the layers
+        they feed derived again from the 16-bit input scale, as QNN's converter derives them
+        (bias scale = input scale x weight scale): keeping the 8-bit input's grid would add
+        bias errors of up to tens of 16-bit steps."""
         acts = dict(enc.activations)
         for t in tensors:
-            lo, hi = stats.minmax.range_of(t)
+            lo, hi = ranges.range_of(t)
             acts[t] = tf_encoding(lo, hi, 16, self.qp.min_range_value)
-        return replace(enc, activations=acts)
+        raised = replace(enc, activations=acts)
+        biases = dict(enc.biases)
+        for op in self.view.weighted:
+            if op.bias_name and op.input in tensors:
+                biases[op.bias_name] = bias_encodings(
+                    op, raised, self.qp.bias_bitwidth, self.qp.min_range_value
+                )
+        return replace(raised, biases=biases)
 
 
 def shared(calib: Calibrator, cal: Sequence[CalImage], union: Encodings) -> list[Remedy]:
@@ -191,24 +220,133 @@ class SceneRemedies:
     chosen: Remedy | None
 
 
-def run(
-    calib: Calibrator,
-    scorer: OneshotScorer,
-    cal: Sequence[CalImage],
-    union: Encodings,
-    images: Sequence[EvalImage],
-    layer_rows: Mapping[str, Sequence[LayerRow]],
-    ladder: Sequence[int],
-) -> dict[str, SceneRemedies]:
-    """Every scene of ``images``: the shared remedies and its own, scored, and the choice.
-    (Seven parameters: the two bundles, the calibration and evaluation sets, the union
-    encodings, the evaluate stage's layer rows and the ladder are each their own input.)"""
-    common = shared(calib, cal, union)
+@dataclass(frozen=True)
+class Inputs:
+    """What the remedies of every scene read: the calibration and evaluation sets, the union
+    encodings, the evaluate stage's layer rows and the remedies params."""
+
+    cal: Sequence[CalImage]
+    images: Sequence[EvalImage]
+    union: Encodings
+    layer_rows: Mapping[str, Sequence[LayerRow]]
+    rp: RemediesParams
+
+
+ALL_SCENES = "all_scenes"
+
+
+@dataclass(frozen=True)
+class Searched:
+    """The searched 16-bit sets: per scene, and for every scene at once (``joint``)."""
+
+    records: dict[str, SearchRecord]
+    joint: SearchRecord | None
+    remedies: dict[str, Remedy]  # by scene, and ALL_SCENES
+
+    def remedy(self, key: str) -> Remedy | None:
+        return self.remedies.get(key)
+
+
+def tensor_sizes(view: ModelView, image: EvalImage, tp: TensorsParams) -> dict[str, int]:
+    """Elements of every kept tensor for one input (batch 1): the extra bytes of 16 bits."""
+    runner = Runner(with_outputs(view.model, view.kept_tensors))
+    out = runner.run(read_raw(image.raw, tp, view.input_layout), view.kept_tensors)
+    return {t: int(v.size) for t, v in out.items()}
+
+
+def joint_seeds(layer_rows: Mapping[str, Sequence[LayerRow]]) -> list[str]:
+    """Layers worst first by the worst scene's own (else accumulated) SQNR."""
+    by: dict[str, list[LayerRow]] = {}
+    for rows in layer_rows.values():
+        for r in rows:
+            if not r.is_input:
+                by.setdefault(r.layer, []).append(r)
+    return worst_first(
+        (t, min(r.blame_sqnr_db for r in rs), min(r.sqnr_db for r in rs)) for t, rs in by.items()
+    )
+
+
+def _remedy(name: str, record: SearchRecord, enc: Encodings, sizes: Mapping[str, int]) -> Remedy:
+    chosen = record.chosen or []
+    extra = sum(sizes[t] for t in chosen)
+    cost = (
+        f"{len(chosen)} activations at 16 bits (+{extra} bytes per inference; "
+        f"{record.evaluations} evaluations): {', '.join(chosen)}"
+    )
+    return Remedy(name, enc, cost)
+
+
+def search16(calib: Calibrator, scorer: OneshotScorer, inputs: Inputs) -> Searched:
+    """The fewest 16-bit activations per scene and for every scene at once
+    (:mod:`pipeline.analysis.search`), scored on the outputs through the backend seam."""
+    view, rp = calib.view, inputs.rp
+    raws = [c.raw for c in inputs.cal]
+    ranges = calibrate.collect(view, raws, calib.tp, calib.model_sha, calib.cache).minmax
+    backend = scorer.backend or EmbeddedBackend(scorer.options().mode)
+    detection = (scorer.decoder, scorer.ep.detection_threshold)
+    every = OutputScorer(
+        view, inputs.images, calib.tp, headline_outputs(view, scorer.ep), detection
+    )
+    sizes = tensor_sizes(view, inputs.images[0], calib.tp)
+    scenes = sorted({i.scene for i in inputs.images})
+    gates = {s: gate_record(gate_for(s, scorer.ep)) for s in scenes}
+
+    def encodings(tensors: Collection[str]) -> Encodings:
+        return calib.raised(inputs.union, ranges, tensors)
+
+    def for_scene(scene: str) -> Callable[[frozenset[str]], tuple[Score, bool]]:
+        mine = every.only(scene)
+
+        def one(tensors: frozenset[str]) -> tuple[Score, bool]:
+            got = mine.score(backend, encodings(tensors))[scene]
+            return got, meets(got, gates[scene])
+
+        return one
+
+    def joint(tensors: frozenset[str]) -> tuple[Score, bool]:
+        got = every.score(backend, encodings(tensors))
+        worst = Score(
+            min(g.output_sqnr_db for g in got.values()),
+            min(g.output_cosine for g in got.values()),
+            max(
+                (g.face_miss_rate for g in got.values() if g.face_miss_rate is not None),
+                default=None,
+            ),
+        )
+        return worst, all(meets(got[s], gates[s]) for s in scenes)
+
+    records, remedies = {}, {}
+    searches = {
+        s: (for_scene(s), [r.layer for r in worst_rows(inputs.layer_rows.get(s, []))])
+        for s in scenes
+    }
+    searches[ALL_SCENES] = (joint, joint_seeds(inputs.layer_rows))
+    for key, (fn, seeds) in searches.items():
+        record = run_search(Search(fn, sizes, rp.search_budget), seeds, rp.search_measured)
+        records[key] = record
+        if record.chosen:
+            name = "search16_all_scenes" if key == ALL_SCENES else "search16"
+            remedies[key] = _remedy(name, record, encodings(record.chosen), sizes)
+    return Searched(records, records.pop(ALL_SCENES), remedies)
+
+
+def run(calib: Calibrator, scorer: OneshotScorer, inputs: Inputs) -> dict[str, SceneRemedies]:
+    """Every scene of the evaluation images: the shared remedies, its own, the searched 16-bit
+    sets (its own and the one for every scene at once), scored, and the cheapest that passes."""
+    common = shared(calib, inputs.cal, inputs.union)
+    found = search16(calib, scorer, inputs)
     out = {}
-    for scene in sorted({i.scene for i in images}):
-        worst = [r.layer for r in worst_rows(layer_rows.get(scene, []))]
-        candidates = common + for_scene(calib, cal, scene, union, worst, ladder)
-        verdict = choose(evaluate_remedies(scorer, candidates, images, scene), scene, scorer.ep)
+    for scene in sorted({i.scene for i in inputs.images}):
+        worst = [r.layer for r in worst_rows(inputs.layer_rows.get(scene, []))]
+        own = for_scene(calib, inputs.cal, scene, inputs.union, worst, inputs.rp.mixed16)
+        searched = [r for r in (found.remedy(scene), found.remedy(ALL_SCENES)) if r is not None]
+        per_scene = [r for r in own if r.name == "per_scene"]
+        ladder = [r for r in own if r.name != "per_scene"]
+        candidates = common + per_scene + searched + ladder
+        rows = evaluate_remedies(scorer, candidates, inputs.images, scene)
+        verdict = choose(rows, scene, scorer.ep).model_copy(
+            update={"search": found.records.get(scene), "search_all_scenes": found.joint}
+        )
         chosen = next((c for c in candidates if c.name == verdict.chosen), None)
         out[scene] = SceneRemedies(verdict, chosen)
     return out

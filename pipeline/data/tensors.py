@@ -1,4 +1,4 @@
-"""Images to model inputs: preprocessing, QNN ``.raw`` files and ``input_list.txt`` (spec §7.1-7.2).
+"""Images to model inputs: preprocessing, QNN ``.raw`` files and ``input_list.txt`` (docs §9.1-2).
 
 A ``.raw`` file has no header: float32 little-endian, row-major, one image (batch 1), in the layout
 set by ``tensors.layout`` (NHWC for legacy QNN/SNPE converters, NCHW for qairt-converter).
