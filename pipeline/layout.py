@@ -118,6 +118,11 @@ class CompileOut:
     def target(self, name: str) -> Path:
         return self.root / name
 
+    @property
+    def manifest(self) -> Path:
+        """What the stage did: the targets compiled, or "skipped: <reason>"."""
+        return self.root / "manifest.json"
+
 
 @dataclass(frozen=True)
 class EvaluateOut:

@@ -1,4 +1,5 @@
-"""DVC stage `compile`: out/quantize/model.qdq.onnx -> a QNN context binary per HTP target."""
+"""DVC stage `compile`: out/quantize/model.qdq.onnx -> a QNN context binary per HTP target
+(or, where onnxruntime-qnn has no wheel, out/compile/manifest.json saying why it skipped)."""
 
 from pathlib import Path
 
@@ -8,10 +9,13 @@ from pipeline.stage import run
 
 
 def main(params: Params) -> None:
-    targets = [qnn_compile.Target(t.soc_model, t.htp_arch) for t in params.compile.targets]
-    for done in qnn_compile.compile_project(Path("."), params, targets):
-        size = sum(b.stat().st_size for b in done.binaries) / 1e6
-        print(f"compile: {done.target.name}: {done.model} + binaries of {size:.1f} MB")
+    done = qnn_compile.compile_stage(Path("."), params)
+    if isinstance(done, str):
+        print(f"compile: {done}")
+        return
+    for c in done:
+        size = sum(b.stat().st_size for b in c.binaries) / 1e6
+        print(f"compile: {c.target.name}: {c.model} + binaries of {size:.1f} MB")
 
 
 if __name__ == "__main__":

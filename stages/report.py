@@ -33,6 +33,7 @@ def main(params: Params) -> None:
         stability=_json(lay.stability.stability),
         coverage=_json(lay.coverage.coverage),
         remedies_recheck=_json(lay.remedies.recheck) if lay.remedies.recheck.is_file() else None,
+        compiled=_json(lay.compile.manifest) if lay.compile.manifest.is_file() else None,
         unused_files=[r for r in manifest.to_pylist() if r["status"] != "ok"],
         files=manifest.num_rows,
         layout=lay,

@@ -19,6 +19,7 @@ STAGES = [
     "curate",
     "tensors",
     "quantize",
+    "compile",
     "evaluate",
     "coverage",
     "remedies",

@@ -23,6 +23,8 @@ from pipeline.analysis.backend_compare import compared, evaluate_on_backend
 from pipeline.analysis.runs import EvalImage
 from pipeline.atomic import write_bytes
 from pipeline.backends.base import Tensors
+from pipeline.backends.htp_runner import HtpModel
+from pipeline.backends.qnn_htp import HtpFallbackError
 from pipeline.graph.runtime import Runner
 from pipeline.graph.view import ModelView
 from pipeline.layout import RemediesOut
@@ -32,15 +34,18 @@ from pipeline.quantization.qdq import export_qdq
 
 
 class RemedyOnBackend(Artifact):
-    """A scene's chosen remedy on the embedded simulation and on the backend."""
+    """A scene's chosen remedy on the embedded simulation and on the backend; ``error``: why
+    the backend could not run it (then no verdicts: e.g. the HTP rejects a Conv whose input
+    and output differ in bitwidth, which mixed 16-bit remedies make)."""
 
     remedy: str
     qdq_model: str
     qdq_model_sha256: str
-    embedded: BackendVerdict
-    backend: BackendVerdict
-    verdicts_agree: bool
-    backend_vs_embedded_sqnr_db: float  # the lowest over the model outputs
+    embedded: BackendVerdict | None
+    backend: BackendVerdict | None
+    verdicts_agree: bool | None
+    backend_vs_embedded_sqnr_db: float | None  # the lowest over the model outputs
+    error: str | None = None
 
 
 class RemedyRecheck(Artifact):
@@ -117,7 +122,12 @@ def _on_htp(
             for i in images
             if i.scene == scene
         ]
-        found, _ = evaluate_on_backend(xs, reference, model, what, ep, params.model.decoder)
+        try:
+            found, _ = evaluate_on_backend(xs, reference, model, what, ep, params.model.decoder)
+        except HtpFallbackError as err:
+            scenes[scene] = _failed(c.remedy, out.scene_qdq_model(scene), model, err)
+            print(f"remedies: {scene}: {c.remedy} does not run on the HTP: {_first(err)}")
+            continue
         s = found[scene]
         scenes[scene] = RemedyOnBackend(
             remedy=c.remedy,
@@ -131,6 +141,25 @@ def _on_htp(
             ),
         )
     return RemedyRecheck(backend=htp.name, versions=htp.versions(), scenes=scenes)
+
+
+def _first(err: Exception) -> str:
+    lines = str(err).splitlines()
+    nodes = next((ln for ln in lines if ln.startswith("Nodes the QNN EP did not take")), "")
+    return f"{lines[0]} {nodes}".strip()
+
+
+def _failed(remedy: str, path: Path, model: HtpModel, err: Exception) -> RemedyOnBackend:
+    return RemedyOnBackend(
+        remedy=remedy,
+        qdq_model=path.as_posix(),
+        qdq_model_sha256=model.deployable_sha256,
+        embedded=None,
+        backend=None,
+        verdicts_agree=None,
+        backend_vs_embedded_sqnr_db=None,
+        error=_first(err),
+    )
 
 
 def read(path: Path) -> RemedyRecheck:

@@ -19,6 +19,7 @@ from pipeline.backends.qnn_htp import (
     SessionConfig,
     input_shape,
     make_static,
+    unsupported_platform,
     versions,
 )
 from pipeline.errors import DataError, PipelineError
@@ -121,3 +122,32 @@ def compile_project(root: Path, params: Params, targets: Sequence[Target]) -> li
     tp = params.tensors
     shape = input_shape(tp.height, tp.width, view.input_layout)
     return [compile_target(qdq_model, layout.compile.target(t.name), t, shape) for t in targets]
+
+
+def compile_stage(root: Path, params: Params) -> list[Compiled] | str:
+    """The ``compile`` stage: every ``compile.targets`` entry, and ``out/compile/manifest.json``
+    naming them. Where onnxruntime-qnn has no wheel for this machine nothing compiles and the
+    manifest says ``skipped: <reason>`` (returned), so ``dvc repro`` goes on; where it has one
+    but the ``qnn`` extra is missing, the error names ``pip install 'fieldcal[qnn]'``."""
+    import shutil
+
+    out = Layout(root / params.paths.out).compile
+    if out.root.is_dir():
+        shutil.rmtree(out.root)  # this stage's own output: no stale target folder
+    out.root.mkdir(parents=True)
+    why = unsupported_platform()
+    if why is not None:
+        status = f"skipped: {why}"
+        write_json(out.manifest, {"status": status, "targets": {}})
+        return status
+    targets = [Target(t.soc_model, t.htp_arch) for t in params.compile.targets]
+    done = compile_project(root, params, targets)
+    write_json(
+        out.manifest,
+        {
+            "status": "compiled",
+            "targets": {d.target.name: d.manifest.relative_to(out.root).as_posix() for d in done},
+            "versions": versions().as_dict(),
+        },
+    )
+    return done

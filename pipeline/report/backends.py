@@ -11,6 +11,7 @@ from pydantic import TypeAdapter
 
 from pipeline.analysis.artifacts import BackendComparison, BackendVerdict
 from pipeline.analysis.htp_recheck import RemedyRecheck
+from pipeline.layout import Layout
 from pipeline.report.numbers import percent
 from pipeline.report.tables import table
 
@@ -137,6 +138,8 @@ def _remedies(rc: RemedyRecheck | None) -> str:
             "yes" if r.verdicts_agree else "NO",
             r.qdq_model,
         ]
+        if r.embedded is not None and r.backend is not None
+        else [s, r.remedy, "n/a", "n/a", "n/a", f"does not run: {r.error}", "n/a", r.qdq_model]
         for s, r in sorted(rc.scenes.items())
     ]
     headers = [
@@ -221,5 +224,26 @@ def metrics_files(
     rc = recheck(remedies_recheck)
     if rc is not None and rc.backend is not None:
         for s, r in rc.scenes.items():
-            out[f"{s}.{r.remedy}.{rc.backend}.json"] = one(r.backend)
+            if r.backend is not None:
+                out[f"{s}.{r.remedy}.{rc.backend}.json"] = one(r.backend)
     return out
+
+
+def compiled(manifest: Mapping[str, Any] | None, layout: Layout) -> str:
+    """What the compile stage did (``out/compile/manifest.json``): the context binaries per
+    target, or why it skipped."""
+    if manifest is None:
+        return ""
+    status = str(manifest.get("status", "unknown"))
+    if status != "compiled":
+        return f"<p>QNN context binaries: <b>{html.escape(status)}</b>.</p>"
+    root = layout.compile.root
+    items = "".join(
+        f"<li>{html.escape(t)}: <code>{html.escape((root / m).as_posix())}</code></li>"
+        for t, m in sorted(manifest.get("targets", {}).items())
+    )
+    qairt = html.escape(str(manifest.get("versions", {}).get("qairt", "?")))
+    return (
+        f"<p>QNN context binaries (a device loads them with a QAIRT runtime at least as new as "
+        f"{qairt}, on the SoC compiled for):</p><ul>{items}</ul>"
+    )

@@ -29,6 +29,7 @@ class ReportInputs:
     stability: Mapping[str, Any] | None = None
     coverage: Mapping[str, Any] | None = None
     remedies_recheck: Mapping[str, Any] | None = None  # out/remedies/recheck.json
+    compiled: Mapping[str, Any] | None = None  # out/compile/manifest.json
     unused_files: Sequence[Mapping[str, Any]] = ()  # manifest rows whose status is not "ok"
     files: int = 0  # every file ingest saw
 
@@ -80,7 +81,8 @@ def render_html(title: str, inputs: ReportInputs, worst_n: int) -> str:
         verdict=ship_html,
         next_steps=actions.steps_list(steps, len(failing)),
         per_scene=sections.per_scene(scenes),
-        backends=backends.section(metrics, inputs.remedies_recheck),
+        backends=backends.section(metrics, inputs.remedies_recheck)
+        + backends.compiled(inputs.compiled, inputs.layout),
         coverage=actions.coverage(inputs.coverage),
         quarantined=actions.quarantined(inputs.unused_files, inputs.files),
         remedies_chart=charts.remedies_chart(inputs.remedies or {}),
