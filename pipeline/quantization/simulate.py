@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import onnx
@@ -33,6 +34,7 @@ from pipeline.quantization.encoding import (
 
 # Encodings lived here; re-exported until the branches importing it from here are merged.
 from pipeline.quantization.encodings import Encodings as Encodings
+from pipeline.quantization.htp_requant import accumulator_shift
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,9 @@ class SimOptions:
     round_mode: RoundMode = "half_away"
     # Node ids or kept tensor names left in float (their weights and their output activation).
     float_layers: frozenset[str] = frozenset()
+    # "htp": Conv/ConvTranspose+ReLU requantize as the QNN HTP does (pipeline/quantization/
+    # htp_requant.py: the accumulator floored by 2^k first); "reference": exact rounding.
+    requant: Literal["reference", "htp"] = "reference"
 
 
 def _fake_quant_bias(
@@ -124,6 +129,8 @@ def build_quantized_model(
         new_nodes.append(_with_params(node, op, w, b, new_inits))
     fq_nodes, rename = _activation_chains(view, enc, options, new_inits)
     _rename_tensors(new_nodes, rename, view.input_name)
+    if options.requant == "htp" and options.quantize_weights and options.quantize_activations:
+        new_nodes += accumulator_shift(view, enc, new_nodes, new_inits, options.float_layers)
     used = {x for n in new_nodes for x in n.input}
     kept_inits = [i for i in graph.initializer if i.name in used]
     del graph.node[:]
