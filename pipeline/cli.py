@@ -239,7 +239,7 @@ def scenes_set(
     params: ParamsOpt | None = None,
 ) -> None:
     """Set the scene of every image matching PATTERN, in its folder's sidecar.json."""
-    from pipeline.data.scenes import set_scene
+    from pipeline.data.sidecars import set_scene
 
     try:
         p = _load(root, params)
@@ -304,6 +304,7 @@ def curate_cmd(
     import pyarrow.parquet as pq
 
     from pipeline.data import curate as curate_mod
+    from pipeline.layout import Layout
 
     p, path = _params_and_output(root, params, "ingest", "manifest.parquet")
     table = curate_mod.curate(pq.read_table(path), p.curate)
@@ -315,7 +316,7 @@ def curate_cmd(
         f"evaluation, {roles.count('unused')} unused"
     )
     if not dry_run:
-        curate_mod.write(root / p.paths.out / "curate", table)
+        curate_mod.write(Layout(root / p.paths.out).curate, table)
 
 
 @encodings_app.command("diff")

@@ -4,15 +4,16 @@ unused.parquet (every other file and why)."""
 import pyarrow.parquet as pq
 
 from pipeline.data import curate
+from pipeline.layout import Layout
 from pipeline.params import Params
 from pipeline.stage import run
 
 
 def main(params: Params) -> None:
-    out = params.paths.out
-    manifest = pq.read_table(out / "ingest" / "manifest.parquet")
+    layout = Layout.of(params.paths)
+    manifest = pq.read_table(layout.ingest.manifest)
     table = curate.curate(manifest, params.curate)
-    curate.write(out / "curate", table)
+    curate.write(layout.curate, table)
     roles = table.column("role").to_pylist()
     print(
         f"curate: {roles.count('calibration')} calibration, "

@@ -6,6 +6,7 @@ import io
 import json
 import math
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -24,12 +25,25 @@ _env, _run, _repro = env, run, repro
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_project(tmp_path_factory.mktemp("project"))
-
-
-def test_first_repro_runs_every_stage_and_outputs_validate(project):
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """The demo project after its first `dvc repro`, and the stages that ran. Built once;
+    tests read it or work on their own copy (``project``), never change it."""
+    project = make_project(tmp_path_factory.mktemp("project"))
     ran, _ = _repro(project)
+    return project, ran
+
+
+@pytest.fixture
+def project(built: tuple[Path, list[str]], tmp_path: Path) -> Path:
+    """A private copy of the built project (git, DVC cache, outputs, fieldcal's cache), so no
+    test depends on what another test did to it."""
+    dst = tmp_path / "project"
+    shutil.copytree(built[0], dst, symlinks=True)
+    return dst
+
+
+def test_first_repro_runs_every_stage_and_outputs_validate(built):
+    project, ran = built
     assert sorted(ran) == sorted(STAGES) and ran[0] == "ingest" and ran[-1] == "report"
     p = yaml.safe_load((project / "params.yaml").read_text())
 
@@ -200,7 +214,6 @@ def test_remote_round_trip_then_repro_does_nothing(project, tmp_path):
     """Push to a local-directory remote, clone elsewhere, pull: nothing left to reproduce."""
     remote = tmp_path / "remote"
     dvc = str(BIN / "dvc")
-    repro(project)  # settle whatever earlier tests changed
     run([dvc, "remote", "add", "-d", "local", str(remote)], project)
     run([dvc, "push", "-q"], project)
     run(["git", "add", "-A"], project)

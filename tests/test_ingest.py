@@ -14,6 +14,7 @@ from PIL import Image
 from pipeline.data.ingest import MANIFEST_SCHEMA, ingest
 from pipeline.errors import DataError
 from pipeline.params import IngestParams
+from tests import unprivileged
 
 
 def _png(img: Image.Image, **kw) -> bytes:
@@ -207,14 +208,19 @@ def test_fifo_is_quarantined_not_opened(tmp_path):
         assert rows[name]["reason"] == "not a regular file (FIFO, socket or device); refused"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_unreadable_file_is_quarantined(tmp_path):
-    s = tmp_path / "datasets" / "generic"
-    s.mkdir(parents=True)
-    (s / "locked.png").write_bytes(_png(_photo()))
-    (s / "locked.png").chmod(0)
-    rows = ingest(tmp_path / "datasets", IngestParams(workers=1)).table.to_pylist()
-    assert rows[0]["status"] == "quarantined" and "permissions" in rows[0]["reason"]
+def test_unreadable_file_is_quarantined():
+    """Permissions as an unprivileged user sees them (the check drops root: root reads all)."""
+    with unprivileged.shared_tmp() as tmp:
+        s = tmp / "datasets" / "generic"
+        s.mkdir(parents=True)
+        (s / "ok.png").write_bytes(_png(_photo()))
+        (s / "locked.png").write_bytes(_png(_photo(seed=1)))
+        (s / "locked.png").chmod(0)
+        root = tmp / "datasets"
+        rows = unprivileged.call(lambda: ingest(root, IngestParams(workers=1)).table.to_pylist())
+    by_path = {r["path"]: (r["status"], r["reason"]) for r in rows}
+    assert by_path["generic/ok.png"] == ("ok", "")
+    assert by_path["generic/locked.png"] == ("quarantined", "file is not readable (permissions)")
 
 
 def test_doctor_lists_unused_files_with_counts(corpus, tmp_path):

@@ -19,7 +19,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from pipeline.atomic import write_json
-from pipeline.data.ingest import MANIFEST_SCHEMA, _sha256, decode, hamming
+from pipeline.data.decode import decode, hamming
+from pipeline.data.ingest import MANIFEST_SCHEMA
+from pipeline.data.walk import hash_file
 from pipeline.errors import DataError
 from pipeline.params import IngestParams
 
@@ -67,7 +69,7 @@ def _known(datasets: Path, manifest: Path | None) -> tuple[dict[str, str], dict[
             if rel in listed or name == "sidecar.json" or name.startswith(".") or path.is_symlink():
                 continue
             try:
-                by_sha.setdefault(_sha256(path)[0], rel)
+                by_sha.setdefault(hash_file(path)[0], rel)
             except OSError:
                 continue
     return by_sha, hashes
@@ -110,7 +112,7 @@ def add_session(
             if path.suffix.lower() not in ingest.extensions:
                 rep.skipped.append((rel, f"extension {path.suffix or '(none)'!r} is not an image"))
                 continue
-            sha, size = _sha256(path)
+            sha, size = hash_file(path)
             if sha in by_sha:
                 rep.duplicates.append((rel, by_sha[sha]))
                 continue
@@ -121,7 +123,7 @@ def add_session(
             target = staging / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, target)
-            if _sha256(target)[0] != sha:
+            if hash_file(target)[0] != sha:
                 raise DataError(f"copy of {path} does not match its source; disk problem?")
             dest_rel = f"vehicle/{session}/{rel}"
             by_sha[sha] = dest_rel
