@@ -168,22 +168,21 @@ def captures_add(
     params: ParamsOpt | None = None,
 ) -> None:
     """Copy a folder of captures into a new session; report what was added and why not."""
-    from pipeline.data.captures import add_session
+    from pipeline.data.captures import NewSession, add_session
+    from pipeline.layout import Layout
+    from pipeline.params import check_scene_name
 
     try:
         p = _load(root, params)
         if scene is not None:
-            from pipeline.params import parse_params
-
-            parse_params({"curate": {"calibration": {scene: 0}}})  # same rule as scene names
+            check_scene_name(scene, "--scene")
         rep = add_session(
             src,
             root / p.paths.datasets,
-            session,
+            NewSession(session, scene, vehicle, camera),
             p.ingest,
             p.curate.near_duplicate_distance,
-            {"scene": scene, "vehicle": vehicle, "camera": camera},
-            root / p.paths.out / "ingest" / "manifest.parquet",
+            Layout(root / p.paths.out).ingest.manifest,
         )
     except PipelineError as err:
         raise _fail(err) from None

@@ -7,15 +7,30 @@ section they need, never the whole :class:`Params`.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipeline.errors import ParamsError
+from pipeline.errors import DataError, ParamsError
 
-SceneName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=40)]
+SCENE_PATTERN = r"^[a-z][a-z0-9_]*$"
+SceneName = Annotated[str, Field(pattern=SCENE_PATTERN, max_length=40)]
+
+
+def check_scene_name(name: str, where: str) -> None:
+    """Raise :class:`pipeline.errors.DataError` naming ``where`` (an
+    option such as ``--scene``, or ``scene`` for an argument) when ``name`` is not a scene name."""
+    if re.match(SCENE_PATTERN, name) and len(name) <= 40:
+        return
+    hint = re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_")
+    fix = f" (for example {hint!r})" if hint and re.match(SCENE_PATTERN, hint) else ""
+    raise DataError(
+        f"{where} {name!r} is not a scene name: use lower-case letters, digits and '_', "
+        f"starting with a letter, at most 40 characters{fix}"
+    )
 
 
 class _Section(BaseModel):

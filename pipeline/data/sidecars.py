@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.atomic import write_json
 from pipeline.errors import DataError
-from pipeline.params import SceneName, parse_params
+from pipeline.params import SceneName, check_scene_name
 
 SIDECAR_NAME = "sidecar.json"
 
@@ -87,7 +87,7 @@ def set_scene(datasets: Path, pattern: str, scene: str, extensions: tuple[str, .
     Returns the paths changed. Images themselves are never touched."""
     if pattern.startswith("/") or ".." in pattern.split("/"):
         raise DataError(f"pattern {pattern!r} must stay inside datasets/ (no '/' prefix, no '..')")
-    parse_params({"curate": {"calibration": {scene: 0}}})  # the scene-name rule, one message
+    check_scene_name(scene, "scene")
     seen: dict[Path, Sidecar | None] = {}
     changed: dict[Path, list[str]] = {}
     for path in sorted(datasets.rglob("*")):
