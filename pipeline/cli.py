@@ -137,19 +137,49 @@ def gate(root: RootOpt = Path("."), params: ParamsOpt | None = None) -> None:
 
 
 @app.command("doctor")
-def doctor(root: RootOpt = Path("."), params: ParamsOpt | None = None) -> None:
-    """List quarantined and skipped files from the manifest, with counts per reason."""
+def doctor(
+    fix: Annotated[bool, typer.Option("--fix", help="move them to the quarantine")] = False,
+    restore: Annotated[bool, typer.Option("--restore", help="move quarantined back")] = False,
+    root: RootOpt = Path("."),
+    params: ParamsOpt | None = None,
+) -> None:
+    """Entries in datasets/ that DVC cannot hash (--fix moves them aside, --restore moves them
+    back); then the manifest's quarantined and skipped files, with counts per reason."""
     import pyarrow.parquet as pq
 
-    _, path = _params_and_output(root, params, "ingest", "manifest.parquet")
-    rows = [r for r in pq.read_table(path).to_pylist() if r["status"] != "ok"]
+    from pipeline.data import doctor as doc
+
+    try:
+        p = _load(root, params)
+        datasets = root / p.paths.datasets
+        if restore:
+            back = doc.restore(datasets)
+            for e in back.restored:
+                typer.echo(f"restored     {doc.Finding(e.path, e.kind).shown}")
+            for e, why in back.kept:
+                typer.echo(f"kept         {doc.Finding(e.path, e.kind).shown}: {why}")
+        findings = doc.scan(datasets, p.ingest.allowed_roots)
+        if fix:
+            doc.ensure_dvcignore(root)
+            doc.quarantine(datasets, findings)
+    except PipelineError as err:
+        raise _fail(err) from None
+    for f in findings:
+        typer.echo(f"{'quarantined' if fix else 'found':<12} {f.line()}")
+    if findings and not fix and not restore:
+        typer.echo(f"fieldcal: {len(findings)} entries DVC cannot hash; `fieldcal doctor --fix`")
+        raise typer.Exit(1)
+    manifest = root / p.paths.out / "ingest" / "manifest.parquet"
+    if not manifest.is_file():
+        return
+    rows = [r for r in pq.read_table(manifest).to_pylist() if r["status"] != "ok"]
     by_reason: dict[str, list[str]] = {}
     for r in rows:
         by_reason.setdefault(f"{r['status']}: {r['reason']}", []).append(r["path"])
     for reason, paths in sorted(by_reason.items()):
         typer.echo(f"{len(paths):5d}  {reason}")
-        for f in paths:
-            typer.echo(f"       {f}")
+        for path in paths:
+            typer.echo(f"       {path}")
     typer.echo(f"{len(rows)} file(s) not used")
 
 

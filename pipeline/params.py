@@ -79,6 +79,20 @@ class IngestParams(_Section):
     stats_size: int = Field(default=256, ge=16, le=4096)
     # Decoding processes; 0: one per core.
     workers: int = Field(default=0, ge=0, le=64)
+    # Folders outside datasets/ that symbolic links in it may point to (a mounted share); a
+    # link to anywhere else is refused (link_outside_tree). Each must be an existing folder.
+    allowed_roots: tuple[Path, ...] = ()
+
+    @field_validator("allowed_roots")
+    @classmethod
+    def _existing_folders(cls, v: tuple[Path, ...]) -> tuple[Path, ...]:
+        for root in v:
+            if not root.is_dir():
+                raise ValueError(
+                    f"{str(root)!r} is not an existing folder; mount it, or remove it from the "
+                    "list (paths are relative to the project root)"
+                )
+        return v
 
     @field_validator("extensions")
     @classmethod

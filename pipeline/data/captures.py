@@ -66,7 +66,9 @@ def _known(datasets: Path, manifest: Path | None) -> tuple[dict[str, str], dict[
         for name in sorted(filenames):
             path = Path(dirpath) / name
             rel = path.relative_to(datasets).as_posix()
-            if rel in listed or name == "sidecar.json" or name.startswith(".") or path.is_symlink():
+            if rel in listed or name == "sidecar.json" or name.startswith("."):
+                continue
+            if path.is_symlink() or not path.is_file():  # never open a FIFO or a device
                 continue
             try:
                 by_sha.setdefault(hash_file(path)[0], rel)

@@ -234,7 +234,7 @@ def ingest(
 ) -> IngestResult:
     """Walk, hash and decode; rows in path order. Per-file work runs on ``cp``'s engine
     (default: ``p.workers`` local processes, 0 = one per core)."""
-    found = list(walk(root, p.extensions))
+    found = list(walk(root, p.extensions, p.allowed_roots))
     readable = [f for f in found if not f.problem]
     results = iter(_hash_and_decode(readable, p, cache, cp or ComputeParams()))
     rows: list[dict[str, object]] = []
