@@ -60,12 +60,22 @@ def _params_and_output(root: Path, params: Path | None, *parts: str) -> tuple[Pa
 
 @params_app.command("check")
 def params_check(root: RootOpt = Path("."), params: ParamsOpt | None = None) -> None:
-    """Validate params.yaml and print the effective configuration."""
+    """Validate params.yaml against dvc.yaml and the data; print the effective configuration."""
+    from pipeline.data.checks import check_project
+
     try:
-        p = _load(root, params)
+        check = check_project(root, params if params is not None else root / "params.yaml")
     except PipelineError as err:
         raise _fail(err) from None
-    typer.echo(json.dumps(p.model_dump(mode="json"), indent=2, sort_keys=True))
+    typer.echo(json.dumps(check.params.model_dump(mode="json"), indent=2, sort_keys=True))
+    for w in check.scenes.warnings:
+        typer.echo(f"warning: {w}", err=True)
+    if not check.manifest_read:
+        typer.echo("note: no manifest yet; scene names checked against sidecars only", err=True)
+    for e in check.errors:
+        typer.echo(f"fieldcal: params.yaml: {e}", err=True)
+    if check.errors:
+        raise typer.Exit(1)
 
 
 @demo_app.command("init")
@@ -268,13 +278,17 @@ def scenes_set(
     params: ParamsOpt | None = None,
 ) -> None:
     """Set the scene of every image matching PATTERN, in its folder's sidecar.json."""
+    from pipeline.data.checks import new_scene_note
     from pipeline.data.sidecars import set_scene
 
     try:
         p = _load(root, params)
+        note = new_scene_note(root, p, scene)
         changed = set_scene(root / p.paths.datasets, pattern, scene, p.ingest.extensions)
     except PipelineError as err:
         raise _fail(err) from None
+    if note:
+        typer.echo(f"warning: {note}", err=True)
     typer.echo(f"{len(changed)} image(s) set to scene {scene!r}; run `dvc repro` to apply")
 
 
@@ -329,14 +343,24 @@ def curate_cmd(
     root: RootOpt = Path("."),
     params: ParamsOpt | None = None,
 ) -> None:
-    """What curation picks with the current params, and why (--dry-run writes nothing)."""
+    """What curation picks with the current params, and why. Without --dry-run, DVC writes the
+    outputs (`dvc repro curate`), so dvc.lock stays in step; --dry-run writes nothing."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from pipeline.data import curate as curate_mod
     from pipeline.layout import Layout
 
     p, path = _params_and_output(root, params, "ingest", "manifest.parquet")
-    table = curate_mod.curate(pq.read_table(path), p.curate)
+    if dry_run:
+        table = curate_mod.curate(pq.read_table(path), p.curate)
+    else:  # one writer per output: the curate stage, through DVC
+        code = _dvc(root, "repro", "curate")
+        if code != 0:
+            typer.echo(f"fieldcal: dvc repro curate failed with exit code {code}", err=True)
+            raise typer.Exit(code)
+        out = Layout(root / p.paths.out).curate
+        table = pa.concat_tables([pq.read_table(out.curated), pq.read_table(out.unused)])
     for r in table.to_pylist():
         typer.echo(f"{r['role']:<12} {r['scene']:<10} {r['path']}  ({r['reason']})")
     roles = table.column("role").to_pylist()
@@ -344,8 +368,6 @@ def curate_cmd(
         f"{roles.count('calibration')} calibration, {roles.count('evaluation')} "
         f"evaluation, {roles.count('unused')} unused"
     )
-    if not dry_run:
-        curate_mod.write(Layout(root / p.paths.out).curate, table)
 
 
 @encodings_app.command("diff")

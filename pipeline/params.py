@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pipeline.errors import DataError, ParamsError
 
@@ -103,7 +111,17 @@ class IngestParams(_Section):
         return v
 
 
-Quota = Annotated[float, Field(ge=0)]  # a count, or a fraction (0 < q < 1) of the eligible
+def _count_or_fraction(q: float) -> float:
+    if q >= 1 and q != int(q):
+        raise ValueError(
+            f"{q} is neither a count (a whole number) nor a fraction in (0, 1); "
+            f"write {int(q)} or {int(q) + 1}"
+        )
+    return q
+
+
+# a count (a whole number), or a fraction (0 < q < 1) of the eligible images
+Quota = Annotated[float, Field(ge=0), AfterValidator(_count_or_fraction)]
 
 
 class CurateParams(_Section):
@@ -145,9 +163,16 @@ class TensorsParams(_Section):
     # Layout of the .raw files. Legacy QNN/SNPE converters expect NHWC for 4-D image inputs;
     # qairt-converter keeps the source layout (NCHW for ONNX). Spec §7.2.
     layout: Literal["NHWC", "NCHW"] = "NHWC"
-    # How input_list.txt names the files: relative to the project root (where dvc runs, and so
-    # where qnn tools resolve them) or absolute (not reproducible across clones).
-    list_paths: Literal["relative", "absolute"] = "relative"
+    # How input_list.txt names the .raw files (README "Input lists"): "project", relative to
+    # the project root (run QNN tools from there); "list", relative to the list's own folder
+    # (the folder is self-contained: `adb push` it, run the tools from inside it); "absolute"
+    # (this machine only). "relative" is the former name of "project", still accepted.
+    list_paths: Literal["project", "list", "absolute", "relative"] = "project"
+
+    @property
+    def list_anchor(self) -> Literal["project", "list", "absolute"]:
+        """``list_paths`` with the alias resolved."""
+        return "project" if self.list_paths == "relative" else self.list_paths
 
     @field_validator("std")
     @classmethod
@@ -295,15 +320,59 @@ def _format_validation(err: ValidationError, source: Path) -> str:
     return "\n".join(lines)
 
 
+# What dvc.yaml declares (as `params:` or `${...}`): DVC needs each of these in the file itself,
+# defaults or not (tests/test_params.py checks this list against dvc.yaml). `compute` is not
+# among them: its default (local processes) applies when it is absent.
+DVC_PARAMS = (
+    "paths",
+    "paths.datasets",
+    "model.path",
+    "model.decoder",
+    "ingest",
+    "ingest.allowed_roots",
+    "curate",
+    "curate.seed",
+    "tensors",
+    "quantize",
+    "quantize.fold_batchnorm",
+    "quantize.round_mode",
+    "evaluate",
+    "evaluate.gates",
+    "evaluate.worst_layers",
+    "coverage",
+    "remedies",
+    "stability",
+    "report",
+)
+
+
+def missing_keys(data: dict[str, object]) -> list[str]:
+    """The keys of :data:`DVC_PARAMS` that ``data`` (params.yaml as read) lacks."""
+    missing = []
+    for key in DVC_PARAMS:
+        node: object = data
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) and part in node else KeyError
+        if node is KeyError:
+            missing.append(key)
+    return missing
+
+
 def parse_params(data: object, source: Path = Path("params.yaml")) -> Params:
-    if data is None:
-        data = {}
+    if data is None or data == {}:
+        raise ParamsError(
+            f"{source} is empty; fieldcal needs one section per stage ({', '.join(_SECTIONS)}). "
+            "Start from the project's params.yaml (README 'Params')"
+        )
     if not isinstance(data, dict):
         raise ParamsError(f"{source}: expected a mapping of sections at top level; got {data!r}")
     try:
         return Params.model_validate(data)
     except ValidationError as err:
         raise ParamsError(_format_validation(err, source)) from None
+
+
+_SECTIONS = tuple(k for k in DVC_PARAMS if "." not in k)
 
 
 def load_params(path: Path = Path("params.yaml")) -> Params:

@@ -94,8 +94,13 @@ def test_cli_add_then_scenes_set_then_curate_dry_run(setup):
     )
     res = run(app, ["scenes", "set", "vehicle/s2/sub/*", "tunnel", "--root", str(root)])
     assert res.exit_code == 0 and "1 image(s) set to scene 'tunnel'" in res.output
+    assert "warning: scene 'tunnel' is new to this project (known: backlight, day, night" in (
+        res.output
+    )
     side = json.loads((root / "datasets/vehicle/s2/sidecar.json").read_text())
     assert side["images"] == {"sub/b.jpg": {"scene": "tunnel"}}  # the session's sidecar
+    res = run(app, ["scenes", "set", "vehicle/s2/a.jpg", "tunnel", "--root", str(root)])
+    assert "warning" not in res.output  # a sidecar declares it now
     bad = run(app, ["scenes", "set", "../*", "day", "--root", str(root)])
     assert bad.exit_code == 1 and "inside datasets" in bad.output
     # manifest, then a dry run that writes nothing

@@ -13,6 +13,7 @@ naming the file and the key.
 from __future__ import annotations
 
 import json
+import os
 from fnmatch import fnmatchcase
 from pathlib import Path
 
@@ -107,4 +108,16 @@ def set_scene(datasets: Path, pattern: str, scene: str, extensions: tuple[str, .
             images.setdefault(name, {})["scene"] = scene
             out.append((folder / name).relative_to(datasets).as_posix())
         write_json(folder / SIDECAR_NAME, data)
+    return out
+
+
+def declared_scenes(datasets: Path) -> set[str]:
+    """Every scene a sidecar under ``datasets`` names (session level or per image)."""
+    out: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(datasets):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        if SIDECAR_NAME in filenames:
+            side = read_sidecar(Path(dirpath))
+            if side is not None:
+                out |= {s for s in [side.scene, *(m.scene for m in side.images.values())] if s}
     return out
