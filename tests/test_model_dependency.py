@@ -34,6 +34,7 @@ def _save_variant(src: Path, dst: Path, note: str) -> None:
 
 
 def test_model_path_and_file_changes_rerun_the_model_readers(tmp_path, monkeypatch):
+    (tmp_path / "p").mkdir()
     project = make_project(tmp_path / "p")
     repro(project)
     monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
