@@ -20,6 +20,7 @@ STAGES = [
     "curate",
     "tensors",
     "quantize",
+    "compile",
     "evaluate",
     "coverage",
     "remedies",
