@@ -8,6 +8,7 @@ from pipeline.analysis import artifacts, remedies
 from pipeline.analysis.evaluate import OneshotScorer
 from pipeline.analysis.runs import EvalImage
 from pipeline.atomic import write_json
+from pipeline.calibration.collect import Calibrator
 from pipeline.graph.load import load_view
 from pipeline.layout import Layout
 from pipeline.params import Params
@@ -29,7 +30,7 @@ def main(params: Params) -> None:
         EvalImage(Path(r["raw"]), r["path"], r["scene"])
         for r in pq.read_table(layout.tensors.evaluation.index).to_pylist()
     ]
-    calib = remedies.Calibrator(view, params.tensors, qp, model_sha, params.paths.cache)
+    calib = Calibrator(view, params.tensors, qp, params.paths.cache)
     scorer = OneshotScorer(
         view, params.tensors, params.evaluate, params.model.decoder, qp.round_mode
     )

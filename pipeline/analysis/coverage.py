@@ -378,29 +378,3 @@ def check_sessions(
         cached += len(jobs) - ran
         report.setdefault(sess, {})[scene] = verdict(new, baseline, enc, cp)
     return SessionReport(report, measured, cached)
-
-
-@dataclass
-class LegacySessionReport:
-    verdicts: dict[str, dict[str, dict[str, Any]]]
-    measured: int
-    cached: int
-
-
-def session_report(
-    root: Path,
-    paths: PathsParams,
-    model_path: Path,
-    fold_batchnorm: bool,
-    tp: TensorsParams,
-    cp: CoverageParams,
-    seed: int,
-    session: str | None = None,
-    compute: ComputeParams | None = None,
-) -> LegacySessionReport:
-    """Deprecated: :func:`check_sessions` with the verdicts as plain dicts, for ``fieldcal
-    coverage`` until it reads :class:`CoverageVerdict` (remove once the cli has moved)."""
-    inputs = CoverageInputs(root, paths, model_path, fold_batchnorm, tp)
-    r = check_sessions(inputs, cp, seed, session, compute)
-    plain = {s: {sc: v.to_json() for sc, v in scenes.items()} for s, scenes in r.verdicts.items()}
-    return LegacySessionReport(plain, r.measured, r.cached)

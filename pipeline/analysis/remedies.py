@@ -36,18 +36,17 @@ from pipeline.analysis.artifacts import (
 )
 from pipeline.analysis.evaluate import OneshotScorer
 from pipeline.analysis.gates import gate_failures, gate_for, gate_record, meets
+from pipeline.analysis.precision import raise16
 from pipeline.analysis.runs import EvalImage
 from pipeline.analysis.search import OutputScorer, Score, Search, run_search
 from pipeline.analysis.summary import headline_outputs
 from pipeline.backends.embedded import EmbeddedBackend
-from pipeline.calibration import calibrate
-from pipeline.calibration.encodings import bias_encodings
+from pipeline.calibration.collect import Calibrator
 from pipeline.data.tensors import read_raw
 from pipeline.graph.rewrite import with_outputs
 from pipeline.graph.runtime import Runner
 from pipeline.graph.view import ModelView
 from pipeline.params import EvaluateParams, QuantizeParams, RemediesParams, TensorsParams
-from pipeline.quantization.encoding import tf_encoding
 from pipeline.quantization.encodings import Encodings
 from pipeline.quantization.observers import MinMax
 
@@ -66,50 +65,18 @@ class Remedy:
     cost: str
 
 
-@dataclass(frozen=True)
-class Calibrator:
-    """Encodings from cached calibration statistics: what travels with every calibration of
-    a remedy (the model view, tensor spec, quantize params, model hash and cache folder)."""
+def calibrated(
+    calib: Calibrator, raws: Sequence[Path], qp: QuantizeParams | None = None
+) -> Encodings:
+    """Encodings of ``raws`` (statistics from the cache) with ``qp`` (default: the
+    calibrator's quantize params)."""
+    c = calib if qp is None else replace(calib, qp=qp)
+    return c.compute_data(c.collect_data(raws))
 
-    view: ModelView
-    tp: TensorsParams
-    qp: QuantizeParams
-    model_sha: str
-    cache: Path | None
 
-    def encodings(self, raws: Sequence[Path], qp: QuantizeParams | None = None) -> Encodings:
-        """Encodings of ``raws`` with ``qp`` (default: the configured quantize params)."""
-        q = qp or self.qp
-        hist = q.activations.mode in calibrate.HISTOGRAM_MODES
-        stats = calibrate.collect(
-            self.view, raws, self.tp, self.model_sha, self.cache, hist, q.batch_size
-        )
-        return calibrate.compute_encodings(self.view, stats, q)
-
-    def with_16bit(
-        self, enc: Encodings, stats_raws: Sequence[Path], tensors: Sequence[str]
-    ) -> Encodings:
-        """``enc`` with ``tensors`` at 16 bits (tf, over the ranges of ``stats_raws``)."""
-        stats = calibrate.collect(self.view, stats_raws, self.tp, self.model_sha, self.cache)
-        return self.raised(enc, stats.minmax, tensors)
-
-    def raised(self, enc: Encodings, ranges: MinMax, tensors: Collection[str]) -> Encodings:
-        """``enc`` with ``tensors`` at 16 bits over ``ranges``, and the bias grids of the layers
-        they feed derived again from the 16-bit input scale, as QNN's converter derives them
-        (bias scale = input scale x weight scale): keeping the 8-bit input's grid would add
-        bias errors of up to tens of 16-bit steps."""
-        acts = dict(enc.activations)
-        for t in tensors:
-            lo, hi = ranges.range_of(t)
-            acts[t] = tf_encoding(lo, hi, 16, self.qp.min_range_value)
-        raised = replace(enc, activations=acts)
-        biases = dict(enc.biases)
-        for op in self.view.weighted:
-            if op.bias_name and op.input in tensors:
-                biases[op.bias_name] = bias_encodings(
-                    op, raised, self.qp.bias_bitwidth, self.qp.min_range_value
-                )
-        return replace(raised, biases=biases)
+def ranges_of(calib: Calibrator, raws: Sequence[Path]) -> MinMax:
+    """Every kept tensor's min/max over ``raws`` (the ranges a 16-bit tensor is encoded over)."""
+    return calib.collect_data(raws, histograms=False).minmax
 
 
 def shared(calib: Calibrator, cal: Sequence[CalImage], union: Encodings) -> list[Remedy]:
@@ -119,13 +86,13 @@ def shared(calib: Calibrator, cal: Sequence[CalImage], union: Encodings) -> list
     generic = [c.raw for c in cal if c.source == "generic"]
     if generic:
         cost = f"{len(generic)} generic calibration images"
-        out.append(Remedy("generic", calib.encodings(generic), cost))
+        out.append(Remedy("generic", calibrated(calib, generic), cost))
     out.append(Remedy("union", union, f"{len(all_raws)} calibration images, all scenes"))
     for mode in ("enhanced", "percentile"):
         if calib.qp.activations.mode != mode:
             q2 = calib.qp.with_activation_mode(mode)
             cost = f"activations {mode}, same images"
-            out.append(Remedy(mode, calib.encodings(all_raws, q2), cost))
+            out.append(Remedy(mode, calibrated(calib, all_raws, q2), cost))
     return out
 
 
@@ -139,11 +106,12 @@ def for_scene(
 ) -> list[Remedy]:
     """per_scene encodings, then 16-bit activations: the K worst for each K, then all."""
     all_raws = [c.raw for c in cal]
+    ranges = ranges_of(calib, all_raws)
     out = []
     own = [c.raw for c in cal if c.scene == scene]
     if own:
         cost = f"{len(own)} {scene} calibration images; one encoding set per scene"
-        out.append(Remedy("per_scene", calib.encodings(own), cost))
+        out.append(Remedy("per_scene", calibrated(calib, own), cost))
     steps = [k for k in ladder if k < len(worst_own)] + [len(worst_own)]
     for k in steps:
         picked = list(worst_own[:k])
@@ -153,7 +121,7 @@ def for_scene(
             if name == "a16_all"
             else f"{k} activations at 16 bits: {', '.join(picked)}"
         )
-        out.append(Remedy(name, calib.with_16bit(union, all_raws, picked), cost))
+        out.append(Remedy(name, raise16(calib.view, calib.qp, union, ranges, picked), cost))
     return out
 
 
@@ -281,7 +249,7 @@ def search16(calib: Calibrator, scorer: OneshotScorer, inputs: Inputs) -> Search
     (:mod:`pipeline.analysis.search`), scored on the outputs through the backend seam."""
     view, rp = calib.view, inputs.rp
     raws = [c.raw for c in inputs.cal]
-    ranges = calibrate.collect(view, raws, calib.tp, calib.model_sha, calib.cache).minmax
+    ranges = ranges_of(calib, raws)
     backend = scorer.backend or EmbeddedBackend(scorer.options().mode)
     detection = (scorer.decoder, scorer.ep.detection_threshold)
     every = OutputScorer(
@@ -292,7 +260,7 @@ def search16(calib: Calibrator, scorer: OneshotScorer, inputs: Inputs) -> Search
     gates = {s: gate_record(gate_for(s, scorer.ep)) for s in scenes}
 
     def encodings(tensors: Collection[str]) -> Encodings:
-        return calib.raised(inputs.union, ranges, tensors)
+        return raise16(view, calib.qp, inputs.union, ranges, tensors)
 
     def for_scene(scene: str) -> Callable[[frozenset[str]], tuple[Score, bool]]:
         mine = every.only(scene)

@@ -29,7 +29,8 @@ from numpy.typing import NDArray
 from pipeline.analysis.artifacts import CurvePoint, StabilityRecord
 from pipeline.analysis.evaluate import OneshotScorer
 from pipeline.analysis.runs import EvalImage
-from pipeline.calibration.calibrate import Statistics, compute_encodings
+from pipeline.calibration.encodings import compute_encodings
+from pipeline.calibration.statistics import Statistics
 from pipeline.params import QuantizeParams, StabilityParams
 from pipeline.quantization.encodings import Encodings
 from pipeline.quantization.observers import MinMax
