@@ -163,12 +163,9 @@ class RemediesOut:
         return self.root / "remedies.json"
 
     @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.json"
-
-    @property
     def encodings(self) -> Path:
-        """The chosen remedy's encodings per scene, ``<scene>.json``, and ``chosen.json``."""
+        """``<scene>.json`` (the scene's chosen remedy), ``chosen.json``, ``ship.json`` (the one
+        configuration for every scene, when one passes) and ``all/`` (every remedy tried)."""
         return self.root / "encodings"
 
     def scene_encodings(self, scene: str) -> Path:
@@ -177,6 +174,24 @@ class RemediesOut:
     @property
     def chosen(self) -> Path:
         return self.encodings / "chosen.json"
+
+    @property
+    def ship(self) -> Path:
+        """The encodings file for the car: the cheapest configuration passing every scene."""
+        return self.encodings / "ship.json"
+
+    def remedy_encodings(self, remedy: str, scene: str | None = None) -> Path:
+        """Every remedy's encodings: ``all/<remedy>.json`` for one that does not depend on the
+        scene, ``all/<scene>.<remedy>.json`` for one that does."""
+        return self.encodings / "all" / (f"{scene}.{remedy}.json" if scene else f"{remedy}.json")
+
+    @property
+    def qdq(self) -> Path:
+        """QDQ models (``ship.qdq.onnx``, ``<scene>.qdq.onnx``) of the encodings above."""
+        return self.root / "qdq"
+
+    def qdq_model(self, name: str) -> Path:
+        return self.qdq / f"{name}.qdq.onnx"
 
 
 @dataclass(frozen=True)
@@ -277,8 +292,8 @@ class Layout:
             "compile": (self.compile.root,),
             "evaluate": (e.metrics, e.layers, e.advice, e.layer_csvs, e.scenes_csv),
             "coverage": (self.coverage.coverage,),
-            "remedies": (r.remedies, r.metrics, r.encodings),
             "stability": (self.stability.stability, self.stability.curves),
+            "remedies": (r.remedies, r.encodings, r.qdq),
             "report": (
                 self.report.html,
                 self.report.summary,
