@@ -44,6 +44,11 @@ class CurateOut:
     def unused(self) -> Path:
         return self.root / "unused.parquet"
 
+    @property
+    def summary(self) -> Path:
+        """Per scene and source, what each quota took (DVC metrics: numbers only)."""
+        return self.root / "summary.json"
+
 
 @dataclass(frozen=True)
 class RoleTensors:
@@ -286,7 +291,7 @@ class Layout:
         t, q, e, r = self.tensors, self.quantize, self.evaluate, self.remedies
         return {
             "ingest": (self.ingest.manifest, self.ingest.summary),
-            "curate": (self.curate.curated, self.curate.unused),
+            "curate": (self.curate.curated, self.curate.unused, self.curate.summary),
             "tensors": (t.root,),
             "quantize": (q.encodings, q.encodings_legacy, q.calibration, q.qdq_model),
             "compile": (self.compile.root,),

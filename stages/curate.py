@@ -3,7 +3,8 @@ unused.parquet (every other file and why)."""
 
 import pyarrow.parquet as pq
 
-from pipeline.data import curate
+from pipeline.atomic import write_json
+from pipeline.data import curate, curation_summary
 from pipeline.params import Params
 from pipeline.stage import run
 
@@ -13,6 +14,7 @@ def main(params: Params) -> None:
     manifest = pq.read_table(out / "ingest" / "manifest.parquet")
     table = curate.curate(manifest, params.curate)
     curate.write(out / "curate", table)
+    write_json(out / "curate" / "summary.json", curation_summary.summarize(table))
     roles = table.column("role").to_pylist()
     print(
         f"curate: {roles.count('calibration')} calibration, "

@@ -74,7 +74,7 @@ def test_first_repro_runs_every_stage_and_outputs_validate(project):
             chosen = next(r for r in v["remedies"] if r["remedy"] == v["chosen"])
             assert chosen["passes_gate"]
             assert (project / f"out/remedies/encodings/{scene}.json").is_file()
-    for scene, v in remedies.items():  # the searched sets: a record per tensor, the anchors
+    for v in remedies.values():  # the searched sets: a record per tensor, the anchors
         if v["search"]["chosen"]:
             assert {r["tensor"] for r in v["search"]["removals"]} >= set(v["search"]["chosen"])
         assert len(v["search"]["anchors"]) == 2
