@@ -13,9 +13,9 @@ seam) on the images in question, against float references computed once per imag
 4. bisection over the ranked prefix for the shortest passing prefix (it assumes more tensors do
    not hurt, which on a few images is not always so: README, "Why more 16-bit tensors can score
    lower"; step 5 and the final re-evaluation make up for it);
-5. greedy pruning: drop each tensor of the set, unmeasured and least gain first, while the rest
-   still passes, stopping at the first measured tensor whose removal fails (the rest gain more);
-   per tensor the record says whether its removal was tried and what it gave.
+5. greedy pruning: try each tensor of the set out, unmeasured and least gain first, dropping it
+   while the rest still passes; per tensor the record says whether its removal was tried (the
+   budget may end first) and what it gave.
 
 Candidates are only tensors upstream of the outputs the gate reads (a tensor with no path to
 them cannot change the score). The number measured alone is capped (:func:`measurable`) so that
@@ -207,18 +207,15 @@ def prune_order(chosen: Sequence[str], gains: Mapping[str, float]) -> list[str]:
 def _prune(
     search: Search, chosen: list[str], gains: Mapping[str, float]
 ) -> tuple[list[str], list[Removal]]:
-    """Try each tensor out of the set (:func:`prune_order`) while the rest still passes. Stops
-    early once a measured tensor's removal fails: every tensor left has a larger measured gain,
-    so its removal would lose more (the record says so for each); and when the budget is
-    spent (the record says that too)."""
+    """Try each tensor out of the set (:func:`prune_order`), dropping it when the rest still
+    passes, until the budget is spent (the record then says which were not tried)."""
     removals: list[Removal] = []
-    stopped: str | None = None
     for t in prune_order(chosen, gains):
         gain = gains.get(t)
         rest = frozenset(chosen) - {t}
-        found = search(rest) if stopped is None else None
+        found = search(rest)
         if found is None:
-            why = stopped or "the evaluation budget was spent before its removal was tried"
+            why = "the evaluation budget was spent before its removal was tried"
             removals.append(
                 Removal(
                     tensor=t,
@@ -252,11 +249,6 @@ def _prune(
         )
         if ok:
             chosen = [c for c in chosen if c != t]
-        elif gain is not None:
-            stopped = (
-                f"not tried: removing {t} (gain {gain:.2f} dB alone, no more than this "
-                "tensor's) already failed the gate"
-            )
     return chosen, removals
 
 
