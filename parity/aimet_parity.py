@@ -44,11 +44,11 @@ from pipeline.params import load_params  # noqa: E402
 from pipeline.quantization.encoding import Encoding, symmetric_encoding, tf_encoding  # noqa: E402
 from pipeline.quantization.histogram import enhanced_encoding, percentile_encoding  # noqa: E402
 
-# libpymo's minimum range in aimet-onnx 2.42: the step is at least FLT_EPS (spec §4.4),
+# libpymo's minimum range in aimet-onnx 2.42: the step is at least FLT_EPS (docs §2.2),
 # fieldcal's quantize.min_range: eps_scale; not QNN's 0.01.
 LIBPYMO_MIN_RANGE = None
 # libpymo in aimet-onnx 2.42 takes scale = max(max/127, -min/128) (measured), as aimet_torch v2
-# does (spec §3.3); spec §3.1's absmax/127 is the older libpymo and fieldcal's default.
+# does (docs §3.2); §3.1's absmax/127 is the older libpymo and fieldcal's default.
 RULE = "max_of_both"
 
 

@@ -20,6 +20,16 @@ ROLES = ("calibration", "evaluation")
 
 
 @dataclass(frozen=True)
+class DoctorOut:
+    root: Path
+
+    @property
+    def quarantine(self) -> Path:
+        """What ``fieldcal doctor`` holds in quarantine (pipeline/data/doctor.py)."""
+        return self.root / "quarantine.json"
+
+
+@dataclass(frozen=True)
 class IngestOut:
     root: Path
 
@@ -246,6 +256,10 @@ class Layout:
         return cls(paths.out)
 
     @property
+    def doctor(self) -> DoctorOut:
+        return DoctorOut(self.out / "doctor")
+
+    @property
     def ingest(self) -> IngestOut:
         return IngestOut(self.out / "ingest")
 
@@ -290,6 +304,7 @@ class Layout:
         ``plots`` together), in pipeline order."""
         t, q, e, r = self.tensors, self.quantize, self.evaluate, self.remedies
         return {
+            "doctor": (self.doctor.quarantine,),
             "ingest": (self.ingest.manifest, self.ingest.summary),
             "curate": (self.curate.curated, self.curate.unused, self.curate.summary),
             "tensors": (t.root,),

@@ -7,15 +7,38 @@ section they need, never the whole :class:`Params`.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from pipeline.errors import ParamsError
+from pipeline.errors import DataError, ParamsError
 
-SceneName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=40)]
+SCENE_PATTERN = r"^[a-z][a-z0-9_]*$"
+SceneName = Annotated[str, Field(pattern=SCENE_PATTERN, max_length=40)]
+
+
+def check_scene_name(name: str, where: str) -> None:
+    """Raise :class:`pipeline.errors.DataError` naming ``where`` (an
+    option such as ``--scene``, or ``scene`` for an argument) when ``name`` is not a scene name."""
+    if re.match(SCENE_PATTERN, name) and len(name) <= 40:
+        return
+    hint = re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_")
+    fix = f" (for example {hint!r})" if hint and re.match(SCENE_PATTERN, hint) else ""
+    raise DataError(
+        f"{where} {name!r} is not a scene name: use lower-case letters, digits and '_', "
+        f"starting with a letter, at most 40 characters{fix}"
+    )
 
 
 class _Section(BaseModel):
@@ -64,6 +87,20 @@ class IngestParams(_Section):
     stats_size: int = Field(default=256, ge=16, le=4096)
     # Decoding processes; 0: one per core.
     workers: int = Field(default=0, ge=0, le=64)
+    # Folders outside datasets/ that symbolic links in it may point to (a mounted share); a
+    # link to anywhere else is refused (link_outside_tree). Each must be an existing folder.
+    allowed_roots: tuple[Path, ...] = ()
+
+    @field_validator("allowed_roots")
+    @classmethod
+    def _existing_folders(cls, v: tuple[Path, ...]) -> tuple[Path, ...]:
+        for root in v:
+            if not root.is_dir():
+                raise ValueError(
+                    f"{str(root)!r} is not an existing folder; mount it, or remove it from the "
+                    "list (paths are relative to the project root)"
+                )
+        return v
 
     @field_validator("extensions")
     @classmethod
@@ -74,7 +111,17 @@ class IngestParams(_Section):
         return v
 
 
-Quota = Annotated[float, Field(ge=0)]  # a count, or a fraction (0 < q < 1) of the eligible
+def _count_or_fraction(q: float) -> float:
+    if q >= 1 and q != int(q):
+        raise ValueError(
+            f"{q} is neither a count (a whole number) nor a fraction in (0, 1); "
+            f"write {int(q)} or {int(q) + 1}"
+        )
+    return q
+
+
+# a count (a whole number), or a fraction (0 < q < 1) of the eligible images
+Quota = Annotated[float, Field(ge=0), AfterValidator(_count_or_fraction)]
 
 
 class CurateParams(_Section):
@@ -116,9 +163,16 @@ class TensorsParams(_Section):
     # Layout of the .raw files. Legacy QNN/SNPE converters expect NHWC for 4-D image inputs;
     # qairt-converter keeps the source layout (NCHW for ONNX). Spec §7.2.
     layout: Literal["NHWC", "NCHW"] = "NHWC"
-    # How input_list.txt names the files: relative to the project root (where dvc runs, and so
-    # where qnn tools resolve them) or absolute (not reproducible across clones).
-    list_paths: Literal["relative", "absolute"] = "relative"
+    # How input_list.txt names the .raw files (README "Input lists"): "project", relative to
+    # the project root (run QNN tools from there); "list", relative to the list's own folder
+    # (the folder is self-contained: `adb push` it, run the tools from inside it); "absolute"
+    # (this machine only). "relative" is the former name of "project", still accepted.
+    list_paths: Literal["project", "list", "absolute", "relative"] = "project"
+
+    @property
+    def list_anchor(self) -> Literal["project", "list", "absolute"]:
+        """``list_paths`` with the alias resolved."""
+        return "project" if self.list_paths == "relative" else self.list_paths
 
     @field_validator("std")
     @classmethod
@@ -147,12 +201,12 @@ class WeightQuant(_Section):
     def _per_channel_is_symmetric(self) -> WeightQuant:
         if self.per_channel and self.mode not in ("symmetric",):
             raise ValueError(
-                "per-channel weights are always symmetric in QNN (spec §3.4); "
+                "per-channel weights are always symmetric in QNN (docs §3.4); "
                 f"got weights.mode={self.mode!r} with per_channel=true. "
                 "Set mode: symmetric or per_channel: false."
             )
         if self.mode == "adjusted" and self.bitwidth != 8:
-            raise ValueError("weights.mode 'adjusted' is 8-bit only (spec §5.1)")
+            raise ValueError("weights.mode 'adjusted' is 8-bit only (docs §5.3)")
         return self
 
 
@@ -162,14 +216,14 @@ class QuantizeParams(_Section):
     activations: ActivationQuant = ActivationQuant()
     weights: WeightQuant = WeightQuant()
     bias_bitwidth: Literal[8, 32] = 32
-    # Knobs of spec §10, defaults matching libpymo / QNN docs.
+    # Knobs of docs §1.5, defaults matching libpymo / QNN docs.
     round_mode: Literal["half_away", "half_even"] = "half_away"
     # Minimum range of an encoding: 0.01 (QNN docs, libpymo source), 1e-4 (newer SNPE text) or
     # "eps_scale" (AIMET: the step is at least FLT_EPS; libpymo in aimet-onnx 2.42).
     min_range: Annotated[float, Field(gt=0.0)] | Literal["eps_scale"] = 0.01
     strict_symmetric: bool = False
     unsigned_symmetric: bool = False
-    # absmax: scale = max(|min|, |max|) / 127 (spec §3.1); max_of_both: max(max/127, -min/128)
+    # absmax: scale = max(|min|, |max|) / 127 (docs §3.1); max_of_both: max(max/127, -min/128)
     # (aimet_torch v2, and libpymo as shipped in aimet-onnx 2.42, measured: parity/README.md)
     symmetric_scale_rule: Literal["absmax", "max_of_both"] = "absmax"
     fold_batchnorm: bool = True
@@ -206,9 +260,9 @@ class EvaluateParams(_Section):
     worst_layers: int = Field(default=5, ge=1, le=100)
     # Re-run with weights-only and activations-only quantization to attribute each layer's loss.
     attribution: bool = True
-    # Also measure each layer fed float inputs (its own error, spec §8.3 layerwise).
+    # Also measure each layer fed float inputs (its own error, docs §8.3).
     layerwise: bool = True
-    # Enable-one / disable-one sweep (spec §8.4) for this many worst layers; 0 turns it off.
+    # Enable-one / disable-one sweep (docs §10.10) for this many worst layers; 0 turns it off.
     sensitivity_layers: int = Field(default=3, ge=0, le=50)
     detection_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
     # Where the quantized model is judged: fieldcal's simulation, or also Qualcomm's HTP
@@ -289,9 +343,54 @@ def _format_validation(err: ValidationError, source: Path) -> str:
     return "\n".join(lines)
 
 
+# What dvc.yaml declares (as `params:` or `${...}`): DVC needs each of these in the file itself,
+# defaults or not (tests/test_params.py checks this list against dvc.yaml). `compute` is not
+# among them: its default (local processes) applies when it is absent.
+DVC_PARAMS = (
+    "paths",
+    "paths.datasets",
+    "model.path",
+    "model.decoder",
+    "ingest",
+    "ingest.allowed_roots",
+    "curate",
+    "curate.seed",
+    "tensors",
+    "tensors.height",
+    "tensors.width",
+    "quantize",
+    "quantize.fold_batchnorm",
+    "quantize.round_mode",
+    "evaluate",
+    "evaluate.gates",
+    "evaluate.worst_layers",
+    "coverage",
+    "coverage.clip_rate_max",
+    "remedies",
+    "stability",
+    "report",
+    "compile",
+)
+
+
+def missing_keys(data: dict[str, object]) -> list[str]:
+    """The keys of :data:`DVC_PARAMS` that ``data`` (params.yaml as read) lacks."""
+    missing = []
+    for key in DVC_PARAMS:
+        node: object = data
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) and part in node else KeyError
+        if node is KeyError:
+            missing.append(key)
+    return missing
+
+
 def parse_params(data: object, source: Path = Path("params.yaml")) -> Params:
-    if data is None:
-        data = {}
+    if data is None or data == {}:
+        raise ParamsError(
+            f"{source} is empty; fieldcal needs one section per stage ({', '.join(_SECTIONS)}). "
+            "Start from the project's params.yaml (README 'Params')"
+        )
     if not isinstance(data, dict):
         raise ParamsError(f"{source}: expected a mapping of sections at top level; got {data!r}")
     try:
@@ -300,12 +399,19 @@ def parse_params(data: object, source: Path = Path("params.yaml")) -> Params:
         raise ParamsError(_format_validation(err, source)) from None
 
 
+_SECTIONS = tuple(k for k in DVC_PARAMS if "." not in k)
+
+
 def load_params(path: Path = Path("params.yaml")) -> Params:
     """Read and validate params.yaml; every failure is a :class:`ParamsError` naming the key."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ParamsError(f"{path} not found; run from the project root or pass --params") from None
+    except IsADirectoryError:
+        raise ParamsError(f"{path} is a directory; --params takes a params.yaml file") from None
+    except UnicodeDecodeError:
+        raise ParamsError(f"{path} is not a text file; --params takes a params.yaml file") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:

@@ -41,7 +41,7 @@ def view_of(nodes: Sequence[onnx.NodeProto], inits: Sequence[onnx.TensorProto] =
 
 
 def libpymo_data() -> NDArray[np.float32]:
-    """The data behind spec §4.4's libpymo reference vectors: 100000 standard normal samples
+    """The data behind libpymo's reference vectors (docs §4.5): 100000 standard normal samples
     (seed 0) and five outliers at 30."""
     rng = np.random.default_rng(0)
     return np.concatenate([rng.normal(size=100000), [30.0] * 5]).astype(np.float32)

@@ -15,10 +15,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 STAGES = [
+    "doctor",
     "ingest",
     "curate",
     "tensors",
     "quantize",
+    "compile",
     "evaluate",
     "coverage",
     "remedies",

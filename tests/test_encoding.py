@@ -1,4 +1,4 @@
-"""Encoding math against the spec's known answers (§2.4, §3.1, §10) and its invariants."""
+"""Encoding math against known answers (docs §2.4, §3.1) and its invariants."""
 
 from __future__ import annotations
 
@@ -23,13 +23,13 @@ from pipeline.quantization.encoding import (
 )
 from tests.graphs import libpymo_data
 
-# (data min, data max) -> scale, offset, enc_min, enc_max  (spec §2.4, S9 examples)
+# (data min, data max) -> scale, offset, enc_min, enc_max  (docs §2.4)
 TF_TABLE = [
     ((-1.8, 0.5), 0.0090196078, -200, -1.8039216, 0.4960784),
     ((-5.1, 5.1), 0.04, -128, -5.12, 5.08),
     ((5.0, 10.0), 0.0392157, 0, 0.0, 10.0),
     ((-20.0, -6.0), 0.0784314, -255, -20.0, 0.0),
-    # AIMET 0.4.0 PyTorch example (spec §10)
+    # AIMET 0.4.0 PyTorch example (docs §2.4)
     ((-2.109158515930176, 2.6086959838867188), 0.018501389771699905, -114, None, None),
 ]
 
@@ -68,7 +68,7 @@ def test_tf_quantizes_the_spec_example_exactly():
 
 
 def test_symmetric_matches_snpe_per_channel_example():
-    # spec §3.1: absmax 0.7011175155639648 -> scale, min, offset of the SNPE override example
+    # docs §3.1: absmax 0.7011175155639648 -> scale, min, offset of the SNPE override example
     e = symmetric_encoding(-0.5, 0.7011175155639648)
     assert e.offset == -128
     assert e.scale == pytest.approx(0.005520610358771377, rel=1e-12)
@@ -201,11 +201,11 @@ def test_encodings_monotone_in_range(rng, grow):
 
 
 def test_eps_scale_min_range_matches_libpymo():
-    # spec §4.4: TF on zeros(10) -> scale FLT_EPS, max 255 * FLT_EPS
+    # docs §2.2: TF on zeros(10) -> scale FLT_EPS, max 255 * FLT_EPS
     e = tf_encoding(0.0, 0.0, min_range=None)
     assert e.scale == pytest.approx(1.1920928955078125e-07)
     assert e.max == pytest.approx(3.039836883544922e-05)
-    # symmetric: a dead channel gets the FLT_EPS step (aimet exports 1.19e-7, spec §6.1)
+    # symmetric: a dead channel gets the FLT_EPS step (aimet exports 1.19e-7, docs §5.2)
     s = symmetric_encoding(-1e-9, 1e-9, min_range=None)
     assert (s.scale, s.offset) == (pytest.approx(1.1920928955078125e-07), -128)
 

@@ -1,4 +1,4 @@
-"""enhanced and percentile against libpymo's own outputs (spec §4.4, measured on aimet-onnx 2.42)."""
+"""enhanced and percentile against libpymo's own outputs (docs §4.5, measured on aimet-onnx 2.42)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _pdf(*batches: np.ndarray) -> Pdf:
 
 D = libpymo_data()
 
-# (case, encoding) -> (min, max, scale, offset) printed by libpymo (spec §4.4)
+# (case, encoding) -> (min, max, scale, offset) printed by libpymo (docs §4.5)
 CASES = [
     (
         "asym",

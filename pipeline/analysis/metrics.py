@@ -1,6 +1,6 @@
 """Metric math: SQNR, cosine, the per-tensor sums one comparison pass gives, and the tail sample.
 
-Metrics (docs: spec §8), accumulated in float64 over every element of every evaluation image:
+Metrics (docs §10), accumulated in float64 over every element of every evaluation image:
 
 * SQNR, reference-based (ONNX Runtime ``qdq_loss_debug``, the default):
   ``20 log10(max(||x||, eps) / max(||x - y||, eps))`` with ``x`` the float tensor, ``y`` the

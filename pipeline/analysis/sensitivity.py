@@ -1,4 +1,4 @@
-"""The per-layer sweep (AIMET QuantAnalyzer's enable-one / disable-one, docs: spec §8.4).
+"""The per-layer sweep (AIMET QuantAnalyzer's enable-one / disable-one, docs §10.10).
 
 For the N layers that lose most (:func:`pipeline.analysis.artifacts.worst_first` on the SQNR
 pooled over scenes), quantize only that layer (``enabled_only``) or everything but it

@@ -6,7 +6,7 @@ quantize stage can run it, otherwise the embedded backend runs and reports say s
 
 ``qnn-net-run`` writes, for line i of the input list (0-based, output-selection lines not
 counted), ``<output_dir>/Result_<i>/<tensor>.raw``: float32 unless native outputs were asked for,
-tensor names sanitised ``[^A-Za-z0-9_]+ -> _`` (spec §7.4). A leading ``_`` for names that start
+tensor names sanitised ``[^A-Za-z0-9_]+ -> _`` (docs §9.7). A leading ``_`` for names that start
 with a digit was seen in the field but is not documented, so both spellings are tried.
 """
 
@@ -42,7 +42,7 @@ def converter_command(
     overrides: Path | None = None,
     tool: Path | str = CONVERTER,
 ) -> list[str]:
-    """argv for qnn-onnx-converter matching ``qp`` (spec §3.4, §5.2, §6.3).
+    """argv for qnn-onnx-converter matching ``qp`` (docs §3.4, §4.4, §5.4, §9.7).
 
     The legacy quantizer options (``--act_quantizer``/``--param_quantizer``) and the calibration
     options (``--act_quantizer_calibration``) cannot be mixed; percentile needs the latter.

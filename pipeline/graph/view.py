@@ -254,7 +254,7 @@ def _fuse_relu(index: _GraphIndex, out: str, fused_into: dict[str, str]) -> str:
 
 
 def _channel_axis(node: onnx.NodeProto, w: NDArray[np.float32]) -> int | None:
-    """Output-channel axis of a weight (spec §6.1): Conv OIHW -> 0, ConvTranspose IOHW -> 1,
+    """Output-channel axis of a weight (docs §5.1): Conv OIHW -> 0, ConvTranspose IOHW -> 1,
     Gemm with transB -> 0 else 1, MatMul (K, N) -> 1. None: not a weight fieldcal quantizes."""
     if node.op_type == "Conv":
         return 0

@@ -1,6 +1,6 @@
 """Encoding math: pure functions from observed statistics to QNN encodings, and fake quantization.
 
-Convention (QNN, spec §1), stated once here and used everywhere in fieldcal::
+Convention (QNN, docs §1.1-§1.3), stated once here and used everywhere in fieldcal::
 
     real = scale * (q + offset),   q in [0, 2^bw - 1],   offset <= 0 for ranges containing 0
 
@@ -43,7 +43,7 @@ class Encoding:
 
 
 def round_half_away(v: float) -> float:
-    """C ``round``: halves go away from zero (libpymo, spec §1)."""
+    """C ``round``: halves go away from zero (libpymo, docs §1.3)."""
     return math.copysign(math.floor(abs(v) + 0.5), v)
 
 
@@ -62,7 +62,7 @@ MinRange = float | None  # None: AIMET's rule, scale >= FLT_EPS instead of a min
 def _include_zero(mn: float, mx: float, min_range: MinRange, steps: int) -> tuple[float, float]:
     """Spec §2.2 steps 1-3: range contains 0, has width >= min_range, and is finite.
 
-    ``min_range=None`` is AIMET's rule (spec §2.2, §4.4): the step must be at least FLT_EPS,
+    ``min_range=None`` is AIMET's rule (docs §2.2): the step must be at least FLT_EPS,
     i.e. the width at least ``steps * FLT_EPS``; symmetric encodings floor the scale instead.
     """
     if math.isnan(mn) or math.isnan(mx):
@@ -76,7 +76,7 @@ def _include_zero(mn: float, mx: float, min_range: MinRange, steps: int) -> tupl
 
 
 def tf_encoding(mn: float, mx: float, bitwidth: int = 8, min_range: MinRange = 0.01) -> Encoding:
-    """Asymmetric min-max ("tf") encoding with zero nudging (spec §2.2, libpymo).
+    """Asymmetric min-max ("tf") encoding with zero nudging (docs §2.3, libpymo).
 
     >>> e = tf_encoding(-1.8, 0.5)
     >>> e.offset, round(e.scale, 10)
@@ -108,11 +108,11 @@ def symmetric_encoding(
     unsigned: bool = False,
     rule: SymmetricRule = "absmax",
 ) -> Encoding:
-    """Symmetric encoding (spec §3.1): 8-bit grid -128..127 as q in 0..255 with offset -128.
+    """Symmetric encoding (docs §3.1): 8-bit grid -128..127 as q in 0..255 with offset -128.
 
     ``strict`` uses -127..127; ``unsigned`` sends all-non-negative data to the asymmetric path
     (offset 0, QAIRT ``unsignedsymmetric``); ``rule="max_of_both"`` is aimet_torch v2's
-    ``scale = max(max/127, -min/128)`` (spec §3.3).
+    ``scale = max(max/127, -min/128)`` (docs §3.2).
     """
     if unsigned and mn >= 0.0:
         return tf_encoding(mn, mx, bitwidth, min_range)
@@ -138,7 +138,7 @@ def adjusted_encoding(
 
     QNN publishes no rule, only that it "uses adjusted min or max of the data", that "the max
     will be expanded or the min will be decreased if necessary" and that it "still enforces a
-    minimum range and ensures 0.0 is exactly quantizable" (spec §5.1). fieldcal's reading: the
+    minimum range and ensures 0.0 is exactly quantizable" (docs §5.3). fieldcal's reading: the
     ``tf`` grid, but where zero nudging would clip the true min or max, the zero point is
     rounded away from the clipped side and, if still needed, the step grows until both ends are
     inside. Parity with QNN is unverified and reports say so.
@@ -162,7 +162,7 @@ def from_min_max(
     bitwidth: int, enc_min: float, enc_max: float, symmetric: bool, min_range: float = 0.01
 ) -> Encoding:
     """Recompute scale and offset from a stored (bitwidth, min, max, is_symmetric), as QNN does
-    with an overrides file (spec §7.3). An already nudged range reproduces itself."""
+    with an overrides file (docs §9.5). An already nudged range reproduces itself."""
     if symmetric:
         # A stored symmetric range is [-ceil(N/2) * scale, floor(N/2) * scale]: its width is
         # N * scale. Re-deriving from max(|min|, |max|) would inflate the scale by 128/127.
@@ -174,7 +174,7 @@ def from_min_max(
 
 
 def from_scale_offset(bitwidth: int, scale: float, offset: int, symmetric: bool) -> Encoding:
-    """Reconstruct min/max from scale and offset (AIMET 1.0.0 has no min/max; spec §7.3)."""
+    """Reconstruct min/max from scale and offset (AIMET 1.0.0 has no min/max; docs §9.3)."""
     steps = (1 << bitwidth) - 1
     enc_min = scale * offset
     enc_max = scale * (steps // 2) if symmetric else scale * (offset + steps)
@@ -230,7 +230,7 @@ def fake_quant_per_channel(
 
 
 def int32_bias_encoding(scale_in: float, scale_w: float) -> Encoding:
-    """32-bit bias: scale = input scale x weight scale, zero point 0 (spec §6.2).
+    """32-bit bias: scale = input scale x weight scale, zero point 0 (docs §7.1).
 
     Signed int32 storage with zero point 0 is, in this module's unsigned convention, the
     symmetric grid with offset -2^31 (as 8-bit symmetric is offset -128).

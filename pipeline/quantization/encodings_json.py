@@ -1,4 +1,4 @@
-"""AIMET / QNN quantization-overrides files (spec §7.3): write 1.0.0 and 0.6.1, read both.
+"""AIMET / QNN quantization-overrides files (docs §9.3-§9.5): write 1.0.0 and 0.6.1, read both.
 
 Reading recomputes scale and offset from (bitwidth, min, max, is_symmetric), as QNN does, and
 reports stored values that disagree instead of trusting them.

@@ -1,16 +1,16 @@
 """Histogram statistics and the encodings built on them: ``enhanced`` (SQNR search) and
-``percentile``, following libpymo (AIMET's C++ core, spec §4.1, §5.2).
+``percentile``, following libpymo (AIMET's C++ core, docs §4).
 
 libpymo keeps, per tensor, a PDF whose support is fixed by the **first non-all-zero batch**;
 later values outside it are dropped, and the PDF is the running mean of per-batch normalised
 histograms. That makes the statistics depend on the order of the calibration set, so fieldcal
 feeds images in input-list order and the result equals a fresh run over the same ordered set.
 
-Where this differs from spec §4.1 (written from an older libpymo): the reference the spec names,
+Where this differs from older libpymo sources (docs §4.1, §11): the binary measured,
 aimet-onnx 2.42's ``BlockTensorQuantizer``, was measured here (``getStatsHistogram``) to use
 3 x 512 = 1536 bins of width ``(max - min) / 512`` whose edges are whole multiples of the
 width, with the first batch's min in bin 512, and ``floor`` binning; not 512 bins over a 3x
-range about the centre with ``round`` binning. With this support the spec's own §4.4 reference
+range about the centre with ``round`` binning. With this support libpymo's own reference
 vectors are all reproduced (tests/test_histogram.py); with §4.1's they are not.
 
 Candidate grids and costs are computed as libpymo's ``float`` instantiation does (float32

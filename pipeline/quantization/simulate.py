@@ -257,7 +257,7 @@ def build_layerwise_model(
     quantize_outputs: bool = True,
     params_cache: ParamsCache | None = None,
 ) -> tuple[onnx.ModelProto, dict[str, str]]:
-    """Float model plus, for every kept tensor, its producer fed *float* inputs (spec §8.3,
+    """Float model plus, for every kept tensor, its producer fed *float* inputs (docs §8.3,
     QNN's "layerwise"): each fused group (Conv[+BN]+ReLU, Add, Sigmoid ...) is cloned with
     quantized weights, its activation inputs fake-quantized from the float tensors and its
     output fake-quantized. One run gives every layer's own error, free of upstream error.
