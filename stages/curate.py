@@ -3,7 +3,8 @@ unused.parquet (every other file and why)."""
 
 import pyarrow.parquet as pq
 
-from pipeline.data import curate
+from pipeline.atomic import write_json
+from pipeline.data import curate, curation_summary
 from pipeline.data.checks import scene_check
 from pipeline.errors import ParamsError
 from pipeline.layout import Layout
@@ -23,6 +24,7 @@ def main(params: Params) -> None:
         raise ParamsError("params.yaml: " + "\n  ".join(check.errors))
     table = curate.curate(manifest, params.curate)
     curate.write(layout.curate, table)
+    write_json(layout.curate.summary, curation_summary.summarize(table))
     roles = table.column("role").to_pylist()
     print(
         f"curate: {roles.count('calibration')} calibration, "

@@ -14,8 +14,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from pipeline.backends.qnn_htp import unsupported_platform
-from pipeline.calibration import calibrate
-from pipeline.graph import model
+from pipeline.calibration.collect import Calibrator
+from pipeline.graph.view import ModelView
 from pipeline.params import QuantizeParams, TensorsParams
 from pipeline.quantization.encodings import Encodings
 from tests.photos import photo_raws
@@ -82,7 +82,7 @@ def tiny_model() -> onnx.ModelProto:
 
 
 def calibrated(
-    view: model.ModelView,
+    view: ModelView,
     photos: list[Path],
     folder: Path,
     tp: TensorsParams = TINY_TP,
@@ -90,5 +90,5 @@ def calibrated(
 ) -> tuple[Encodings, list[Path]]:
     """Encodings from three demo photographs at ``tp``'s size, and their ``.raw`` tensors."""
     raws = photo_raws(photos, folder, tp)
-    stats = calibrate.collect(view, raws, tp, "t" * 64, None)
-    return calibrate.compute_encodings(view, stats, qp or QuantizeParams()), raws
+    calib = Calibrator(view, tp, qp or QuantizeParams())
+    return calib.compute_data(calib.collect_data(raws, histograms=False)), raws

@@ -9,7 +9,7 @@ import pytest
 from pipeline.analysis.backend_compare import HtpRun, StepShares, evaluate_htp, step_counts
 from pipeline.analysis.evaluate import EvalImage
 from pipeline.backends.qnn_htp import versions
-from pipeline.graph import model
+from pipeline.graph.view import analyze
 from pipeline.params import EvaluateParams
 from pipeline.quantization.encoding import tf_encoding
 from pipeline.quantization.qdq import export_qdq
@@ -28,7 +28,7 @@ def test_step_counts(a, b, want):
 
 @needs_htp
 def test_scenes_on_the_htp_name_backend_and_versions_and_are_cached(photos, tmp_path):
-    view = model.analyze(tiny_model())
+    view = analyze(tiny_model())
     enc, raws = calibrated(view, photos, tmp_path)
     qdq_path = tmp_path / "model.qdq.onnx"
     onnx.save(export_qdq(view, enc), str(qdq_path))

@@ -10,8 +10,8 @@ import numpy as np
 import onnx
 import pytest
 
-from pipeline.graph import model
 from pipeline.graph.runtime import Runner
+from pipeline.graph.view import ModelView, analyze
 from pipeline.params import TensorsParams
 from pipeline.quantization import encodings_json
 from pipeline.quantization.encodings import Encodings
@@ -29,7 +29,7 @@ from tests.qnn_models import calibrated, tiny_model
 DEMO_TP = TensorsParams(height=64, width=96, layout="NCHW")
 
 
-def _json_expectations(doc: dict, view: model.ModelView) -> dict[str, list[QParam]]:
+def _json_expectations(doc: dict, view: ModelView) -> dict[str, list[QParam]]:
     """What the QDQ model must carry, read straight from the encodings.json document: scale as
     float32, zero point = -offset (activations, asymmetric weights) or 0 (symmetric weights,
     int32 biases, whose scale is float32(s_in) * float32(s_w))."""
@@ -58,7 +58,7 @@ def _json_expectations(doc: dict, view: model.ModelView) -> dict[str, list[QPara
     return want
 
 
-def _round_trip(enc: Encodings, view: model.ModelView, tmp_path: Path) -> tuple[dict, Encodings]:
+def _round_trip(enc: Encodings, view: ModelView, tmp_path: Path) -> tuple[dict, Encodings]:
     path = tmp_path / "encodings.json"
     path.write_text(json.dumps(encodings_json.to_1_0_0(enc, {})), encoding="utf-8")
     doc = json.loads(path.read_text(encoding="utf-8"))
@@ -73,7 +73,7 @@ def demo(centerface_view, photos, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny(photos, tmp_path_factory):
-    view = model.analyze(tiny_model())
+    view = analyze(tiny_model())
     enc, _ = calibrated(view, photos, tmp_path_factory.mktemp("cal"))
     return view, enc
 

@@ -21,9 +21,9 @@ from pipeline.backends.qnn_htp import (
     versions,
 )
 from pipeline.data.tensors import read_raw
-from pipeline.graph import model
 from pipeline.graph.load import sha256_file
 from pipeline.graph.runtime import Runner
+from pipeline.graph.view import analyze
 from pipeline.params import TensorsParams
 from pipeline.quantization.qdq import export_qdq
 from pipeline.quantization.simulate import build_quantized_model
@@ -35,7 +35,7 @@ pytestmark = needs_htp
 @pytest.fixture(scope="module")
 def tiny(photos, tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny")
-    view = model.analyze(tiny_model())
+    view = analyze(tiny_model())
     enc, raws = calibrated(view, photos, folder)
     path = folder / "model.qdq.onnx"
     onnx.save(export_qdq(view, enc), str(path))

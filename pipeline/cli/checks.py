@@ -157,21 +157,12 @@ def coverage_cmd(
     check: CheckOpt = False,
 ) -> None:
     """Does SESSION fit the current encodings? requantize yes/no per scene, with the reason."""
-    from pipeline.analysis.coverage import session_report
+    from pipeline.analysis.coverage import CoverageInputs, check_sessions
 
     p = project_params(root, params)
+    inputs = CoverageInputs(root, p.paths, p.model.path, p.quantize.fold_batchnorm, p.tensors)
     try:
-        report = session_report(
-            root,
-            p.paths,
-            p.model.path,
-            p.quantize.fold_batchnorm,
-            p.tensors,
-            p.coverage,
-            p.curate.seed,
-            session,
-            p.compute,
-        )
+        report = check_sessions(inputs, p.coverage, p.curate.seed, session, p.compute)
     except FileNotFoundError as err:
         raise fail(f"{err.filename} not found; run `dvc repro` first") from None
     if not report.verdicts:
@@ -181,15 +172,17 @@ def coverage_cmd(
     limit_clip, limit_drop = p.coverage.clip_rate_max, p.coverage.sqnr_drop_db
     requantize = False
     for scene, v in report.verdicts[session].items():
-        requantize |= v["requantize"] == "yes"
-        typer.echo(f"{session} {scene}: requantize {v['requantize']} - {v['reason']}")
-        for r in v["tensors"][:5]:
-            clip, limit = percent_beside(r["clip_rate"], limit_clip)
+        requantize |= v.requantize == "yes"
+        typer.echo(f"{session} {scene}: requantize {v.requantize} - {v.reason}")
+        for r in v.tensors[:5]:
+            clip, limit = percent_beside(r.clip_rate, limit_clip)
+            base = r.baseline_sqnr_db
+            base_text = f"{base:.2f}" if base is not None else "n/a"
             typer.echo(
-                f"    {r['tensor']:<10} clip {clip} (limit {limit})  SQNR "
-                f"{r['sqnr_db']:.2f} dB (evaluation set {r['baseline_sqnr_db']:.2f}, drop "
-                f"{r['sqnr_drop_db']:.2f}, limit {limit_drop:.2f})  "
-                f"range use {r['range_use']:.0%}"
+                f"    {r.tensor:<10} clip {clip} (limit {limit})  SQNR "
+                f"{r.sqnr_db:.2f} dB (evaluation set {base_text}, drop "
+                f"{r.sqnr_drop_db:.2f}, limit {limit_drop:.2f})  "
+                f"range use {r.range_use:.0%}"
             )
     typer.echo(f"({report.measured} images measured, {report.cached} from the cache)")
     if check and requantize:
