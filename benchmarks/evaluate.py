@@ -94,9 +94,10 @@ def main() -> None:
     from pipeline.analysis import evaluate
     from pipeline.analysis import runs as eval_runs
     from pipeline.analysis.metrics import clip_bounds
-    from pipeline.calibration import calibrate
+    from pipeline.calibration.collect import Calibrator
     from pipeline.data.tensors import read_raw
-    from pipeline.graph import model
+    from pipeline.graph.load import load
+    from pipeline.graph.view import analyze
     from pipeline.params import QuantizeParams, TensorsParams
     from pipeline.quantization.simulate import (
         ParamsCache,
@@ -106,11 +107,11 @@ def main() -> None:
     )
 
     tp = TensorsParams(height=args.height, width=args.width, layout="NCHW")
-    view = model.analyze(model.load(model_path()))
+    view = analyze(load(model_path()))
     with tempfile.TemporaryDirectory(prefix="fieldcal-bench-") as tmp:
         raws = make_raws(Path(tmp), args.n, args.height, args.width)
-        stats = calibrate.collect(view, raws, tp, "bench", None, histograms=False)
-        enc = calibrate.compute_encodings(view, stats, QuantizeParams())
+        calib = Calibrator(view, tp, QuantizeParams())
+        enc = calib.compute_data(calib.collect_data(raws, histograms=False))
         images = [eval_runs.EvalImage(p, p.name, "bench") for p in raws]
 
         best: dict[str, float] = {}

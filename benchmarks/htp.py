@@ -47,8 +47,8 @@ def main() -> None:
         raws = [Path(tmp) / f"{i}.raw" for i in range(a.n)]
         for i, raw in enumerate(raws):
             write_raw(raw, preprocess(Image.open(photos[i % len(photos)]), tp))
-        cal = Calibrator(view, tp, QuantizeParams())
-        enc = cal.compute_data(cal.collect_data(raws))
+        calib = Calibrator(view, tp, QuantizeParams())
+        enc = calib.compute_data(calib.collect_data(raws, histograms=False))
         qdq_path = Path(tmp) / "model.qdq.onnx"
         onnx.save(export_qdq(view, enc), str(qdq_path))
         xs = [read_raw(r, tp, view.input_layout) for r in raws]

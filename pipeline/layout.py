@@ -20,6 +20,16 @@ ROLES = ("calibration", "evaluation")
 
 
 @dataclass(frozen=True)
+class DoctorOut:
+    root: Path
+
+    @property
+    def quarantine(self) -> Path:
+        """What ``fieldcal doctor`` holds in quarantine (pipeline/data/doctor.py)."""
+        return self.root / "quarantine.json"
+
+
+@dataclass(frozen=True)
 class IngestOut:
     root: Path
 
@@ -43,6 +53,11 @@ class CurateOut:
     @property
     def unused(self) -> Path:
         return self.root / "unused.parquet"
+
+    @property
+    def summary(self) -> Path:
+        """Per scene and source, what each quota took (DVC metrics: numbers only)."""
+        return self.root / "summary.json"
 
 
 @dataclass(frozen=True)
@@ -168,20 +183,13 @@ class RemediesOut:
         return self.root / "remedies.json"
 
     @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.json"
-
-    @property
     def encodings(self) -> Path:
-        """The chosen remedy's encodings per scene, ``<scene>.json``, and ``chosen.json``."""
+        """``<scene>.json`` (the scene's chosen remedy), ``chosen.json``, ``ship.json`` (the one
+        configuration for every scene, when one passes) and ``all/`` (every remedy tried)."""
         return self.root / "encodings"
 
     def scene_encodings(self, scene: str) -> Path:
         return self.encodings / f"{scene}.json"
-
-    def scene_qdq_model(self, scene: str) -> Path:
-        """The chosen remedy's encodings as a QDQ model (pipeline/analysis/htp_recheck.py)."""
-        return self.encodings / f"{scene}.qdq.onnx"
 
     @property
     def recheck(self) -> Path:
@@ -191,6 +199,24 @@ class RemediesOut:
     @property
     def chosen(self) -> Path:
         return self.encodings / "chosen.json"
+
+    @property
+    def ship(self) -> Path:
+        """The encodings file for the car: the cheapest configuration passing every scene."""
+        return self.encodings / "ship.json"
+
+    def remedy_encodings(self, remedy: str, scene: str | None = None) -> Path:
+        """Every remedy's encodings: ``all/<remedy>.json`` for one that does not depend on the
+        scene, ``all/<scene>.<remedy>.json`` for one that does."""
+        return self.encodings / "all" / (f"{scene}.{remedy}.json" if scene else f"{remedy}.json")
+
+    @property
+    def qdq(self) -> Path:
+        """QDQ models (``ship.qdq.onnx``, ``<scene>.qdq.onnx``) of the encodings above."""
+        return self.root / "qdq"
+
+    def qdq_model(self, name: str) -> Path:
+        return self.qdq / f"{name}.qdq.onnx"
 
 
 @dataclass(frozen=True)
@@ -240,6 +266,10 @@ class Layout:
         return cls(paths.out)
 
     @property
+    def doctor(self) -> DoctorOut:
+        return DoctorOut(self.out / "doctor")
+
+    @property
     def ingest(self) -> IngestOut:
         return IngestOut(self.out / "ingest")
 
@@ -284,15 +314,16 @@ class Layout:
         ``plots`` together), in pipeline order."""
         t, q, e, r = self.tensors, self.quantize, self.evaluate, self.remedies
         return {
+            "doctor": (self.doctor.quarantine,),
             "ingest": (self.ingest.manifest, self.ingest.summary),
-            "curate": (self.curate.curated, self.curate.unused),
+            "curate": (self.curate.curated, self.curate.unused, self.curate.summary),
             "tensors": (t.root,),
             "quantize": (q.encodings, q.encodings_legacy, q.calibration, q.qdq_model),
             "compile": (self.compile.root,),
             "evaluate": (e.metrics, e.layers, e.advice, e.layer_csvs, e.scenes_csv),
             "coverage": (self.coverage.coverage,),
-            "remedies": (r.remedies, r.metrics, r.encodings, r.recheck),
             "stability": (self.stability.stability, self.stability.curves),
+            "remedies": (r.remedies, r.encodings, r.qdq, r.recheck),
             "report": (
                 self.report.html,
                 self.report.summary,

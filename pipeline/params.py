@@ -7,15 +7,38 @@ section they need, never the whole :class:`Params`.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from pipeline.errors import ParamsError
+from pipeline.errors import DataError, ParamsError
 
-SceneName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=40)]
+SCENE_PATTERN = r"^[a-z][a-z0-9_]*$"
+SceneName = Annotated[str, Field(pattern=SCENE_PATTERN, max_length=40)]
+
+
+def check_scene_name(name: str, where: str) -> None:
+    """Raise :class:`pipeline.errors.DataError` naming ``where`` (an
+    option such as ``--scene``, or ``scene`` for an argument) when ``name`` is not a scene name."""
+    if re.match(SCENE_PATTERN, name) and len(name) <= 40:
+        return
+    hint = re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_")
+    fix = f" (for example {hint!r})" if hint and re.match(SCENE_PATTERN, hint) else ""
+    raise DataError(
+        f"{where} {name!r} is not a scene name: use lower-case letters, digits and '_', "
+        f"starting with a letter, at most 40 characters{fix}"
+    )
 
 
 class _Section(BaseModel):
@@ -64,6 +87,20 @@ class IngestParams(_Section):
     stats_size: int = Field(default=256, ge=16, le=4096)
     # Decoding processes; 0: one per core.
     workers: int = Field(default=0, ge=0, le=64)
+    # Folders outside datasets/ that symbolic links in it may point to (a mounted share); a
+    # link to anywhere else is refused (link_outside_tree). Each must be an existing folder.
+    allowed_roots: tuple[Path, ...] = ()
+
+    @field_validator("allowed_roots")
+    @classmethod
+    def _existing_folders(cls, v: tuple[Path, ...]) -> tuple[Path, ...]:
+        for root in v:
+            if not root.is_dir():
+                raise ValueError(
+                    f"{str(root)!r} is not an existing folder; mount it, or remove it from the "
+                    "list (paths are relative to the project root)"
+                )
+        return v
 
     @field_validator("extensions")
     @classmethod
@@ -74,7 +111,17 @@ class IngestParams(_Section):
         return v
 
 
-Quota = Annotated[float, Field(ge=0)]  # a count, or a fraction (0 < q < 1) of the eligible
+def _count_or_fraction(q: float) -> float:
+    if q >= 1 and q != int(q):
+        raise ValueError(
+            f"{q} is neither a count (a whole number) nor a fraction in (0, 1); "
+            f"write {int(q)} or {int(q) + 1}"
+        )
+    return q
+
+
+# a count (a whole number), or a fraction (0 < q < 1) of the eligible images
+Quota = Annotated[float, Field(ge=0), AfterValidator(_count_or_fraction)]
 
 
 class CurateParams(_Section):
@@ -116,9 +163,16 @@ class TensorsParams(_Section):
     # Layout of the .raw files. Legacy QNN/SNPE converters expect NHWC for 4-D image inputs;
     # qairt-converter keeps the source layout (NCHW for ONNX). Spec §7.2.
     layout: Literal["NHWC", "NCHW"] = "NHWC"
-    # How input_list.txt names the files: relative to the project root (where dvc runs, and so
-    # where qnn tools resolve them) or absolute (not reproducible across clones).
-    list_paths: Literal["relative", "absolute"] = "relative"
+    # How input_list.txt names the .raw files (README "Input lists"): "project", relative to
+    # the project root (run QNN tools from there); "list", relative to the list's own folder
+    # (the folder is self-contained: `adb push` it, run the tools from inside it); "absolute"
+    # (this machine only). "relative" is the former name of "project", still accepted.
+    list_paths: Literal["project", "list", "absolute", "relative"] = "project"
+
+    @property
+    def list_anchor(self) -> Literal["project", "list", "absolute"]:
+        """``list_paths`` with the alias resolved."""
+        return "project" if self.list_paths == "relative" else self.list_paths
 
     @field_validator("std")
     @classmethod
@@ -229,7 +283,8 @@ class RemediesParams(_Section):
     # The search for the fewest 16-bit activations that pass (pipeline/analysis/search.py):
     # evaluations per scene (and for every scene at once), and how many of the worst tensors
     # (own error) are measured alone at 16 bits to rank them.
-    search_budget: int = Field(default=40, ge=2)
+    # 64: on the demo (74 candidates), 16 measured + bisection + pruning of a ~30-tensor prefix
+    search_budget: int = Field(default=64, ge=2)
     search_measured: int = Field(default=16, ge=0)
 
 
@@ -288,9 +343,54 @@ def _format_validation(err: ValidationError, source: Path) -> str:
     return "\n".join(lines)
 
 
+# What dvc.yaml declares (as `params:` or `${...}`): DVC needs each of these in the file itself,
+# defaults or not (tests/test_params.py checks this list against dvc.yaml). `compute` is not
+# among them: its default (local processes) applies when it is absent.
+DVC_PARAMS = (
+    "paths",
+    "paths.datasets",
+    "model.path",
+    "model.decoder",
+    "ingest",
+    "ingest.allowed_roots",
+    "curate",
+    "curate.seed",
+    "tensors",
+    "tensors.height",
+    "tensors.width",
+    "quantize",
+    "quantize.fold_batchnorm",
+    "quantize.round_mode",
+    "evaluate",
+    "evaluate.gates",
+    "evaluate.worst_layers",
+    "coverage",
+    "coverage.clip_rate_max",
+    "remedies",
+    "stability",
+    "report",
+    "compile",
+)
+
+
+def missing_keys(data: dict[str, object]) -> list[str]:
+    """The keys of :data:`DVC_PARAMS` that ``data`` (params.yaml as read) lacks."""
+    missing = []
+    for key in DVC_PARAMS:
+        node: object = data
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) and part in node else KeyError
+        if node is KeyError:
+            missing.append(key)
+    return missing
+
+
 def parse_params(data: object, source: Path = Path("params.yaml")) -> Params:
-    if data is None:
-        data = {}
+    if data is None or data == {}:
+        raise ParamsError(
+            f"{source} is empty; fieldcal needs one section per stage ({', '.join(_SECTIONS)}). "
+            "Start from the project's params.yaml (README 'Params')"
+        )
     if not isinstance(data, dict):
         raise ParamsError(f"{source}: expected a mapping of sections at top level; got {data!r}")
     try:
@@ -299,12 +399,19 @@ def parse_params(data: object, source: Path = Path("params.yaml")) -> Params:
         raise ParamsError(_format_validation(err, source)) from None
 
 
+_SECTIONS = tuple(k for k in DVC_PARAMS if "." not in k)
+
+
 def load_params(path: Path = Path("params.yaml")) -> Params:
     """Read and validate params.yaml; every failure is a :class:`ParamsError` naming the key."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ParamsError(f"{path} not found; run from the project root or pass --params") from None
+    except IsADirectoryError:
+        raise ParamsError(f"{path} is a directory; --params takes a params.yaml file") from None
+    except UnicodeDecodeError:
+        raise ParamsError(f"{path} is not a text file; --params takes a params.yaml file") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:

@@ -4,6 +4,7 @@ from collections import Counter
 
 from pipeline.atomic import write_json, write_parquet
 from pipeline.data import ingest
+from pipeline.layout import Layout
 from pipeline.params import Params
 from pipeline.stage import run
 
@@ -11,11 +12,11 @@ from pipeline.stage import run
 def main(params: Params) -> None:
     paths = params.paths
     result = ingest.ingest(paths.datasets, params.ingest, paths.cache / "ingest", params.compute)
-    out = paths.out / "ingest"
-    write_parquet(out / "manifest.parquet", result.table)
+    out = Layout.of(paths).ingest
+    write_parquet(out.manifest, result.table)
     rows = result.table.select(["status", "reason", "scene"]).to_pylist()
     write_json(
-        out / "summary.json",
+        out.summary,
         {
             "files": len(rows),
             "status": dict(sorted(Counter(r["status"] for r in rows).items())),

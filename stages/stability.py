@@ -8,7 +8,7 @@ from pipeline.analysis import artifacts, stability
 from pipeline.analysis.evaluate import OneshotScorer
 from pipeline.analysis.runs import EvalImage
 from pipeline.atomic import write_text
-from pipeline.calibration import calibrate
+from pipeline.calibration.collect import Calibrator
 from pipeline.graph.load import load_view
 from pipeline.layout import Layout
 from pipeline.params import Params
@@ -18,10 +18,10 @@ from pipeline.stage import run
 def main(params: Params) -> None:
     qp, tp, sp, layout = params.quantize, params.tensors, params.stability, Layout.of(params.paths)
     view = load_view(params.model.path, qp.fold_batchnorm)
-    model_sha = view.sha256
     cal = pq.read_table(layout.tensors.calibration.index)
     raws = [Path(r) for r in cal.column("raw").to_pylist()]
-    stats = calibrate.collect(view, raws, tp, model_sha, params.paths.cache)  # cached: no run
+    calib = Calibrator(view, tp, qp, params.paths.cache)
+    stats = calib.collect_data(raws, histograms=False)  # cached: no model run
     images = [
         EvalImage(Path(r["raw"]), r["path"], r["scene"])
         for r in pq.read_table(layout.tensors.evaluation.index).to_pylist()

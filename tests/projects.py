@@ -15,6 +15,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 STAGES = [
+    "doctor",
     "ingest",
     "curate",
     "tensors",

@@ -90,5 +90,5 @@ def calibrated(
 ) -> tuple[Encodings, list[Path]]:
     """Encodings from three demo photographs at ``tp``'s size, and their ``.raw`` tensors."""
     raws = photo_raws(photos, folder, tp)
-    cal = Calibrator(view, tp, qp or QuantizeParams())
-    return cal.compute_data(cal.collect_data(raws)), raws
+    calib = Calibrator(view, tp, qp or QuantizeParams())
+    return calib.compute_data(calib.collect_data(raws, histograms=False)), raws

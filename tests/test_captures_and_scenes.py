@@ -13,7 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.data.captures import add_session
+from pipeline.data.captures import NewSession, add_session
 from pipeline.errors import DataError
 from pipeline.params import IngestParams
 
@@ -48,10 +48,9 @@ def test_add_session_accounts_for_every_file_and_keeps_bytes(setup):
     rep = add_session(
         src,
         root / "datasets",
-        "drive_01",
+        NewSession("drive_01", scene="night", vehicle="car9"),
         IngestParams(workers=1),
         4,
-        {"scene": "night", "vehicle": "car9", "camera": None},
     )
     assert sorted(rep.added) == ["a.jpg", "sub/b.jpg"]
     assert rep.duplicates == [("copy_of_old.jpg", "generic/old.jpg")]
@@ -71,15 +70,15 @@ def test_add_session_accounts_for_every_file_and_keeps_bytes(setup):
 def test_session_names_cannot_escape(setup, name):
     root, src = setup
     with pytest.raises(DataError, match="not allowed"):
-        add_session(src, root / "datasets", name, IngestParams(workers=1), 4, {})
+        add_session(src, root / "datasets", NewSession(name), IngestParams(workers=1), 4)
 
 
 def test_existing_session_is_never_overwritten(setup):
     root, src = setup
-    add_session(src, root / "datasets", "s1", IngestParams(workers=1), 4, {})
+    add_session(src, root / "datasets", NewSession("s1"), IngestParams(workers=1), 4)
     before = sorted((root / "datasets/vehicle/s1").rglob("*"))
     with pytest.raises(DataError, match="never overwrites"):
-        add_session(src, root / "datasets", "s1", IngestParams(workers=1), 4, {})
+        add_session(src, root / "datasets", NewSession("s1"), IngestParams(workers=1), 4)
     assert sorted((root / "datasets/vehicle/s1").rglob("*")) == before
 
 
@@ -95,8 +94,13 @@ def test_cli_add_then_scenes_set_then_curate_dry_run(setup):
     )
     res = run(app, ["scenes", "set", "vehicle/s2/sub/*", "tunnel", "--root", str(root)])
     assert res.exit_code == 0 and "1 image(s) set to scene 'tunnel'" in res.output
+    assert "warning: scene 'tunnel' is new to this project (known: backlight, day, night" in (
+        res.output
+    )
     side = json.loads((root / "datasets/vehicle/s2/sidecar.json").read_text())
     assert side["images"] == {"sub/b.jpg": {"scene": "tunnel"}}  # the session's sidecar
+    res = run(app, ["scenes", "set", "vehicle/s2/a.jpg", "tunnel", "--root", str(root)])
+    assert "warning" not in res.output  # a sidecar declares it now
     bad = run(app, ["scenes", "set", "../*", "day", "--root", str(root)])
     assert bad.exit_code == 1 and "inside datasets" in bad.output
     # manifest, then a dry run that writes nothing
@@ -112,3 +116,42 @@ def test_cli_add_then_scenes_set_then_curate_dry_run(setup):
     res = run(app, ["curate", "--dry-run", "--root", str(root)])
     assert res.exit_code == 0, res.output
     assert "calibration" in res.output and not (root / "out/curate").exists()
+
+
+def test_scene_option_is_blamed_not_params(setup):
+    root, src = setup
+    res = CliRunner().invoke(
+        app,
+        [
+            "captures",
+            "add",
+            str(src),
+            "--session",
+            "s3",
+            "--scene",
+            "Night Time",
+            "--no-track",
+            "--root",
+            str(root),
+        ],
+    )
+    assert res.exit_code == 1
+    assert "--scene 'Night Time' is not a scene name" in res.output
+    assert "'night_time'" in res.output and "params.yaml" not in res.output
+    assert not (root / "datasets/vehicle/s3").exists()
+
+
+def test_hostile_source_entries_are_skipped_with_reasons(setup):
+    """Entries that would break DVC or block a read never enter datasets/."""
+    root, src = setup
+    os.symlink(src / "a.jpg", src / "link.jpg")
+    os.symlink(src / "nowhere.jpg", src / "broken_link.jpg")
+    with open(os.fsencode(src) + b"/bad\xff.jpg", "wb") as fh:
+        fh.write(_jpeg(5))
+    rep = add_session(src, root / "datasets", NewSession("s4"), IngestParams(workers=1), 4)
+    skipped = dict(rep.skipped)
+    assert (
+        skipped["link.jpg"] == skipped["broken_link.jpg"] == "symbolic link: copy the file itself"
+    )
+    assert "not valid UTF-8" in skipped["bad\udcff.jpg"]
+    assert sorted(rep.added) == ["a.jpg", "sub/b.jpg"]

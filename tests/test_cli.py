@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import typer
+import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -18,6 +19,8 @@ from pipeline.atomic import write_parquet
 from pipeline.cli import app
 from pipeline.data.ingest import ingest
 from pipeline.params import IngestParams
+
+ROOT = Path(__file__).resolve().parents[1]
 
 COMMANDS = [
     ["demo", "init"],
@@ -178,9 +181,17 @@ def test_doctor_lists_and_exits_3_only_with_check(project: Path) -> None:
     assert run("doctor", "--check", "--root", project).exit_code == 3
 
 
+def test_params_check_names_what_a_partial_params_yaml_lacks(project: Path) -> None:
+    res = run("params", "check", "--root", project)  # the fixture's params.yaml has paths only
+    assert res.exit_code == 1 and "curate: missing; dvc.yaml reads it" in res.output
+
+
 def test_params_check_scenes_and_curate_succeed(project: Path) -> None:
+    full = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    full["paths"] |= {"datasets": "datasets", "out": "out"}
+    (project / "params.yaml").write_text(yaml.safe_dump(full, sort_keys=False))
     res = run("params", "check", "--root", project)
-    assert res.exit_code == 0 and json.loads(res.output)["paths"]["out"] == "out"
+    assert res.exit_code == 0 and json.loads(res.stdout)["paths"]["out"] == "out"
     res = run("scenes", "--root", project)
     assert res.exit_code == 0 and "s1" in res.output
     res = run("curate", "--dry-run", "--root", project)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.analysis import coverage
-from pipeline.calibration import calibrate
+from pipeline.calibration.collect import Calibrator
 from pipeline.data.ingest import ingest
 from pipeline.data.tensors import preprocess, write_raw
 from pipeline.engine import map_ordered
@@ -67,9 +67,9 @@ def test_coverage_on_a_cluster_equals_local(tmp_path, centerface, photos, cluste
         with Image.open(p) as im:
             raws.append(tmp_path / f"{i}.raw")
             write_raw(raws[-1], preprocess(im, tp))
-    stats = calibrate.collect(view, raws, tp, "test", None)
+    calib = Calibrator(view, tp, QuantizeParams())
     enc_path = tmp_path / "encodings.json"
-    enc = calibrate.compute_encodings(view, stats, QuantizeParams())
+    enc = calib.compute_data(calib.collect_data(raws, histograms=False))
     enc_path.write_text(__import__("json").dumps(encodings_json.to_1_0_0(enc, {})))
     jobs = [coverage.ImageJob(Path(centerface), True, enc_path, tp, Path(p)) for p in photos[2:6]]
     remote = ComputeParams(engine="dask", scheduler=cluster.scheduler_address)

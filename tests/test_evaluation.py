@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from pipeline.analysis import advice, artifacts, detect, evaluate, gates, runs, summary
 from pipeline.analysis.metrics import LayerAcc
-from pipeline.calibration import calibrate
+from pipeline.calibration.collect import Calibrator
 from pipeline.cli import app
 from pipeline.data.tensors import preprocess, read_raw, write_raw
 from pipeline.graph.rewrite import with_outputs
@@ -29,8 +29,8 @@ def calibrated(centerface_view, photos, tmp_path_factory):
     for i, p in enumerate(photos[:6]):
         raws.append(folder / f"{i}.raw")
         write_raw(raws[-1], preprocess(Image.open(p), tp))
-    stats = calibrate.collect(centerface_view, raws, tp, "m" * 64, None)
-    return tp, raws, calibrate.compute_encodings(centerface_view, stats, QuantizeParams())
+    calib = Calibrator(centerface_view, tp, QuantizeParams())
+    return tp, raws, calib.compute_data(calib.collect_data(raws, histograms=False))
 
 
 def test_centerface_decoder_finds_the_astronaut(centerface_view, photos):

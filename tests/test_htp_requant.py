@@ -16,7 +16,9 @@ from pipeline.quantization.simulate import SimOptions, build_quantized_model
 from tests.qnn_models import TINY_TP, calibrated, needs_htp, tiny_model
 
 
-@pytest.mark.parametrize(("m", "k"), [(0.1, 0), (1 / 8, 0), (1 / 16, 1), (1 / 17, 1), (0.001, 6), (2.0, 0)])
+@pytest.mark.parametrize(
+    ("m", "k"), [(0.1, 0), (1 / 8, 0), (1 / 16, 1), (1 / 17, 1), (0.001, 6), (2.0, 0)]
+)
 def test_shift_brings_the_multiplier_above_a_sixteenth_up_to_an_eighth(m, k):
     assert shift_bits(m) == k
     if k:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import socket
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ from PIL import Image
 from pipeline.data.ingest import MANIFEST_SCHEMA, ingest
 from pipeline.errors import DataError
 from pipeline.params import IngestParams
+from tests import unprivileged
 
 
 def _png(img: Image.Image, **kw) -> bytes:
@@ -74,6 +77,20 @@ def corpus(tmp_path: Path) -> tuple[Path, dict[str, tuple[str, str]]]:
     bad_name = os.fsencode(s) + b"/bad\xff.png"
     with open(bad_name, "wb") as fh:
         fh.write(_png(_photo(seed=3)))
+    os.mkdir(os.fsencode(s) + b"/dir\xfe")
+    with open(os.fsencode(s) + b"/dir\xfe/inside.png", "wb") as fh:
+        fh.write(_png(_photo(seed=4)))
+    os.symlink("loop.png", s / "loop.png")
+    (tmp_path / "outside_dir").mkdir()
+    (tmp_path / "outside_dir" / "x.png").write_bytes(_png(_photo(seed=5)))
+    os.symlink(tmp_path / "outside_dir", s / "escape_dir")
+    (s / "sub").mkdir()
+    (s / "sub" / "in_sub.png").write_bytes(_png(_photo(seed=6)))
+    os.symlink("sub", s / "link_to_sub")
+    os.symlink("gray.png", s / "link_to_gray.png")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(s / "sock.png"))
+    sock.close()
     expect = {
         "ok.png": ("ok", ""),
         "copy_of_ok.png": ("ok", ""),
@@ -92,10 +109,20 @@ def corpus(tmp_path: Path) -> tuple[Path, dict[str, tuple[str, str]]]:
         "bomb.png": ("quarantined", "decompression bomb"),
         "anim.gif": ("ok", "2 frames"),
         "multi.tif": ("ok", "2 frames"),
-        "broken.png": ("quarantined", "broken symbolic link"),
-        "escape.png": ("quarantined", "outside"),
-        "bad\\xff.png": ("quarantined", "not valid UTF-8"),
+        "broken.png": ("quarantined", "broken_link: broken symbolic link"),
+        "escape.png": ("quarantined", "link_outside_tree: "),
+        "bad\\xff.png": ("quarantined", "name_not_utf8: file name is not valid UTF-8"),
+        "dir\\xfe": ("quarantined", "name_not_utf8: "),
+        "loop.png": ("quarantined", "link_loop: "),
+        "escape_dir": ("quarantined", "link_outside_tree: "),
+        "link_to_sub": ("skipped", "symbolic link to a folder is not followed"),
+        "link_to_gray.png": ("ok", ""),
+        "sub/in_sub.png": ("ok", ""),
+        "sock.png": ("quarantined", "socket: "),
     }
+    if os.geteuid() == 0:  # creating a device file needs root (CAP_MKNOD)
+        os.mknod(s / "null.png", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+        expect["null.png"] = ("quarantined", "device: a device file")
     return root, {f"vehicle/s1/{k}": v for k, v in expect.items()}
 
 
@@ -204,17 +231,30 @@ def test_fifo_is_quarantined_not_opened(tmp_path):
     assert rows["generic/a.png"]["status"] == "ok"
     for name in ("generic/pipe.jpg", "generic/link_to_pipe.png"):
         assert rows[name]["status"] == "quarantined"
-        assert rows[name]["reason"] == "not a regular file (FIFO, socket or device); refused"
+        assert rows[name]["reason"].startswith("fifo: a FIFO (named pipe)")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_unreadable_file_is_quarantined(tmp_path):
-    s = tmp_path / "datasets" / "generic"
-    s.mkdir(parents=True)
-    (s / "locked.png").write_bytes(_png(_photo()))
-    (s / "locked.png").chmod(0)
-    rows = ingest(tmp_path / "datasets", IngestParams(workers=1)).table.to_pylist()
-    assert rows[0]["status"] == "quarantined" and "permissions" in rows[0]["reason"]
+def test_unreadable_file_and_folder_are_quarantined():
+    """Permissions as an unprivileged user sees them (the check drops root: root reads all)."""
+    with unprivileged.shared_tmp() as tmp:
+        s = tmp / "datasets" / "generic"
+        (s / "locked_dir").mkdir(parents=True)
+        (s / "ok.png").write_bytes(_png(_photo()))
+        (s / "locked.png").write_bytes(_png(_photo(seed=1)))
+        (s / "locked.png").chmod(0)
+        (s / "locked_dir" / "inside.png").write_bytes(_png(_photo(seed=2)))
+        (s / "locked_dir").chmod(0)
+        root = tmp / "datasets"
+        rows = unprivileged.call(lambda: ingest(root, IngestParams(workers=1)).table.to_pylist())
+    by_path = {r["path"]: (r["status"], r["reason"]) for r in rows}
+    assert by_path == {
+        "generic/ok.png": ("ok", ""),
+        "generic/locked.png": ("quarantined", "unreadable: file is not readable (permissions)"),
+        "generic/locked_dir": (
+            "quarantined",
+            "unreadable_dir: folder cannot be listed (permissions); nothing in it is read",
+        ),
+    }
 
 
 def test_doctor_lists_unused_files_with_counts(corpus, tmp_path):
@@ -229,7 +269,9 @@ def test_doctor_lists_unused_files_with_counts(corpus, tmp_path):
         tmp_path / "out" / "ingest" / "manifest.parquet",
         ingest(root, IngestParams(max_image_pixels=100_000)).table,
     )
-    res = CliRunner().invoke(app, ["doctor", "--root", str(tmp_path)])
+    res = CliRunner().invoke(app, ["doctor", "--root", str(tmp_path)])  # hazards first
+    assert res.exit_code == 1 and "`fieldcal doctor --fix`" in res.output
+    res = CliRunner().invoke(app, ["doctor", "--fix", "--root", str(tmp_path)])
     assert res.exit_code == 0, res.output
     bad = sum(1 for status, _ in expect.values() if status != "ok")
     assert res.output.rstrip().endswith(f"{bad} file(s) not used")

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from pipeline.analysis import candidates
 from pipeline.layout import Layout
 from pipeline.report import (
     ReportInputs,
@@ -18,7 +19,7 @@ from pipeline.report import (
     sqnr_chart,
 )
 from pipeline.report.numbers import percent, percent_beside, rate, wilson
-from pipeline.report.verdict import next_steps, ship
+from pipeline.report.verdict import SHARED, next_steps, ship
 
 LAY = Layout(Path("out"))
 
@@ -202,16 +203,19 @@ def test_ship_picks_the_cheapest_configuration_passing_every_scene() -> None:
     s = ship(_remedies(), LAY)
     # mixed16_4 is per scene (its tensors differ by scene): a16_all is the first shared one
     assert (s.remedy, s.passing, s.failing) == ("a16_all", ("day", "night"), ())
-    assert s.encodings is None  # no scene chose a16_all, so its encodings are not written
-    s2 = ship(_remedies(night_union=False), LAY)
-    assert s2.encodings == Path("out/remedies/encodings/night.json")
+    # the remedies stage writes the configuration passing every scene as the car's file
+    assert s.encodings == Path("out/remedies/encodings/ship.json")
 
 
-def test_ship_union_points_at_the_quantize_encodings() -> None:
+def test_the_report_and_the_remedies_stage_agree_on_what_is_shared() -> None:
+    assert SHARED == candidates.SHARED
+
+
+def test_ship_union_points_at_the_car_file() -> None:
     r = _remedies()
     r["day"]["remedies"][0]["passes_gate"] = True
     s = ship(r, LAY)
-    assert (s.remedy, s.encodings) == ("union", Path("out/quantize/encodings.json"))
+    assert (s.remedy, s.encodings) == ("union", Path("out/remedies/encodings/ship.json"))
 
 
 def test_nothing_ships_when_no_shared_configuration_passes_everywhere() -> None:
@@ -278,7 +282,7 @@ def test_remedies_chart_draws_the_cosine_gate() -> None:
 def test_summary_starts_with_the_verdict() -> None:
     md = render_markdown("T", _metrics(), ship(_remedies(night_union=False), LAY))
     assert md.splitlines()[2].startswith(
-        "**Ship a16_all** for the car: `out/remedies/encodings/night.json`"
+        "**Ship a16_all** for the car: `out/remedies/encodings/ship.json`"
     )
     assert "| day | 4 | 12.50 | 0.970000 | 1 of 1 |" in md
 

@@ -58,7 +58,7 @@ def _metrics() -> dict[str, Any]:
 def _recheck() -> dict[str, Any]:
     r = RemedyOnBackend(
         remedy="mixed16_4",
-        qdq_model="out/remedies/encodings/night.qdq.onnx",
+        qdq_model="out/remedies/qdq/night.qdq.onnx",
         qdq_model_sha256="ef" * 32,
         embedded=_verdict(25.0, True),
         backend=_verdict(24.1, True),

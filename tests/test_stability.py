@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from pipeline.analysis import stability
-from pipeline.calibration import calibrate
+from pipeline.calibration.encodings import compute_encodings
+from pipeline.calibration.statistics import Statistics
 from pipeline.params import QuantizeParams, StabilityParams
 from pipeline.quantization.observers import MinMax
 
@@ -25,8 +26,8 @@ def per_image(centerface_view):
 
 
 def _encoder(view, per_image, qp):
-    base = calibrate.Statistics(MinMax.empty(view.kept_tensors), per_image, None, 0, 0)
-    return lambda mm: calibrate.compute_encodings(view, replace(base, minmax=mm), qp)
+    base = Statistics(MinMax.empty(view.kept_tensors), per_image, None, 0, 0)
+    return lambda mm: compute_encodings(view, replace(base, minmax=mm), qp)
 
 
 def test_scale_curve_settles_and_whole_set_is_exact(centerface_view, per_image):

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -91,3 +94,28 @@ def test_exif_orientation_is_applied():
         Image.open(buf), TensorsParams(height=4, width=2, resize="stretch", layout="NHWC")
     )
     assert x.shape == (1, 4, 2, 3)
+
+
+@pytest.mark.parametrize("mode", ["project", "relative", "list", "absolute"])
+def test_input_list_paths_resolve_from_their_anchor(tmp_path, monkeypatch, mode):
+    """project (and its old name relative): from the project root; list: from the list's
+    folder, so a copy of that folder alone (as `adb push` makes) still resolves; absolute."""
+    from pipeline.data.tensors import build_role, parse_input_list
+
+    monkeypatch.chdir(tmp_path)  # the project root, where dvc runs the stage
+    (tmp_path / "datasets").mkdir()
+    Image.new("RGB", (40, 30), (10, 200, 30)).save(tmp_path / "datasets/a.png")
+    rows = [
+        {"path": "a.png", "sha256": "ab" * 32, "scene": "day", "source": "generic", "session": "g"}
+    ]
+    p = TensorsParams(height=8, width=8, list_paths=mode)
+    role = Path("out/tensors/calibration")
+    index = build_role(rows, "input", role, Path("datasets"), p, None)
+    listed = parse_input_list((role / "input_list.txt").read_text())[0][0][1]
+    anchor = {"project": tmp_path, "relative": tmp_path, "list": tmp_path / role}.get(mode)
+    assert (Path(listed).is_absolute()) == (mode == "absolute")
+    assert ((anchor / listed) if anchor else Path(listed)).stat().st_size == 8 * 8 * 3 * 4
+    assert (tmp_path / index.column("raw")[0].as_py()).is_file()  # the index: project-relative
+    if mode == "list":
+        pushed = shutil.copytree(role, tmp_path / "device")
+        assert (pushed / listed).is_file()

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.analysis.artifacts import LayerRow
-from pipeline.graph.view import ModelView
+from pipeline.graph.view import ModelView, WeightedOp
 
 SPREAD_THRESHOLD = 0.10
 TAIL_THRESHOLD = 0.25
@@ -45,6 +45,16 @@ def advise(
     act_mode: str,
     layer_rows: Mapping[str, Sequence[LayerRow]],
 ) -> list[Advice]:
+    """Every rule of the module docstring, in that order (model first, then measurements)."""
+    out = standalone_batchnorms(view)
+    for op in view.weighted:
+        if op.op_type in ("Conv", "ConvTranspose"):
+            out += conv_items(view, op, per_channel)
+    return out + long_tails(layer_rows, act_mode)
+
+
+def standalone_batchnorms(view: ModelView) -> list[Advice]:
+    """``standalone_batchnorm`` items."""
     out: list[Advice] = []
     folded = {op.folded_bn for op in view.weighted if op.folded_bn}
     for node in view.model.graph.node:
@@ -60,43 +70,53 @@ def advise(
                     "more quantized tensor). Fold it into the convolution before export.",
                 )
             )
-    for op in view.weighted:
-        if op.op_type not in ("Conv", "ConvTranspose"):
-            continue
-        w = op.weight
-        if op.op_type == "Conv":  # OIHW, I per group
-            c_out, c_in = w.shape[0], w.shape[1] * op.group
-        else:  # ConvTranspose: IOHW, O per group
-            c_out, c_in = w.shape[1] * op.group, w.shape[0]
-        counts = [("out", c_out)] + ([] if op.input == view.input_name else [("in", c_in)])
-        odd = [f"{name} {c}" for name, c in counts if c % CHANNEL_BLOCK]
-        if odd:
+    return out
+
+
+def conv_items(view: ModelView, op: WeightedOp, per_channel: bool) -> list[Advice]:
+    """``channels_not_multiple_of_32`` and ``per_channel_spread`` for one Conv/ConvTranspose."""
+    out: list[Advice] = []
+    w = op.weight
+    if op.op_type == "Conv":  # OIHW, I per group
+        c_out, c_in = w.shape[0], w.shape[1] * op.group
+    else:  # ConvTranspose: IOHW, O per group
+        c_out, c_in = w.shape[1] * op.group, w.shape[0]
+    counts = [("out", c_out)] + ([] if op.input == view.input_name else [("in", c_in)])
+    odd = [f"{name} {c}" for name, c in counts if c % CHANNEL_BLOCK]
+    if odd:
+        out.append(
+            Advice(
+                "channels_not_multiple_of_32",
+                op.output,
+                float(c_out),
+                f"{op.op_type} producing {op.conv_output!r} has channels {', '.join(odd)}: "
+                "not multiples of "
+                f"{CHANNEL_BLOCK}, so the HTP pads each to the next block of {CHANNEL_BLOCK}.",
+            )
+        )
+    # (C_out, rest): each output channel's weights on one row
+    absmax = np.abs(np.moveaxis(w, op.axis, 0).reshape(c_out, -1)).max(axis=1)
+    top = float(absmax.max())
+    if top > 0:
+        share = float(np.median(absmax)) / top
+        if share < SPREAD_THRESHOLD:
+            now = "per-channel is on: keep it" if per_channel else "switch to per-channel"
             out.append(
                 Advice(
-                    "channels_not_multiple_of_32",
-                    op.output,
-                    float(c_out),
-                    f"{op.op_type} producing {op.conv_output!r} has channels {', '.join(odd)}: "
-                    "not multiples of "
-                    f"{CHANNEL_BLOCK}, so the HTP pads each to the next block of {CHANNEL_BLOCK}.",
+                    "per_channel_spread",
+                    op.weight_name,
+                    share,
+                    f"weight {op.weight_name!r}: the median output channel spans {share:.1%} "
+                    f"of the tensor's range, so a per-tensor encoding leaves it about "
+                    f"{max(1, int(share * 255))} of 255 steps ({now}).",
                 )
             )
-        absmax = np.abs(np.moveaxis(w, op.axis, 0).reshape(c_out, -1)).max(axis=1)
-        top = float(absmax.max())
-        if top > 0:
-            share = float(np.median(absmax)) / top
-            if share < SPREAD_THRESHOLD:
-                now = "per-channel is on: keep it" if per_channel else "switch to per-channel"
-                out.append(
-                    Advice(
-                        "per_channel_spread",
-                        op.weight_name,
-                        share,
-                        f"weight {op.weight_name!r}: the median output channel spans {share:.1%} "
-                        f"of the tensor's range, so a per-tensor encoding leaves it about "
-                        f"{max(1, int(share * 255))} of 255 steps ({now}).",
-                    )
-                )
+    return out
+
+
+def long_tails(layer_rows: Mapping[str, Sequence[LayerRow]], act_mode: str) -> list[Advice]:
+    """``long_tail`` items (mean tail ratio over scenes)."""
+    out: list[Advice] = []
     tails: dict[str, list[float]] = {}
     for rows in layer_rows.values():
         for r in rows:

@@ -40,8 +40,10 @@ from pipeline.graph.runtime import Runner
 from pipeline.graph.view import ModelView
 from pipeline.layout import Layout
 from pipeline.params import ComputeParams, CoverageParams, PathsParams, TensorsParams
+from pipeline.progress import track
 from pipeline.quantization.encoding import Encoding, dequantize, quantize
 from pipeline.quantization.encodings import Encodings
+from pipeline.report.numbers import percent_beside
 
 
 def dot64(a: NDArray[np.floating], b: NDArray[np.floating]) -> float:
@@ -196,11 +198,18 @@ def verdict(
         requantize="yes" if reasons else "no",
         reason="; ".join(reasons)
         or (
-            f"no tensor clips more than {p.clip_rate_max:.3%} or loses more than "
+            f"no tensor clips more than {_clip_beside(rows, p)} or loses more than "
             f"{p.sqnr_drop_db} dB"
         ),
         tensors=rows[: p.report_tensors],
     )
+
+
+def _clip_beside(rows: Sequence[CoverageTensor], p: CoverageParams) -> str:
+    """The clip limit beside the worst tensor's rate, with the digits that tell them apart."""
+    worst = max((r.clip_rate for r in rows), default=0.0)
+    value, limit = percent_beside(worst, p.clip_rate_max)
+    return f"{limit} (worst {value})"
 
 
 def _reasons(rows: Sequence[CoverageTensor], p: CoverageParams) -> list[str]:
@@ -208,10 +217,8 @@ def _reasons(rows: Sequence[CoverageTensor], p: CoverageParams) -> list[str]:
     reasons = []
     worst_clip = max(rows, key=lambda r: (r.clip_rate, r.tensor), default=None)
     if worst_clip and worst_clip.clip_rate > p.clip_rate_max:
-        reasons.append(
-            f"tensor {worst_clip.tensor} clips {worst_clip.clip_rate:.3%} of "
-            f"its values (limit {p.clip_rate_max:.3%})"
-        )
+        rate, limit = percent_beside(worst_clip.clip_rate, p.clip_rate_max)
+        reasons.append(f"tensor {worst_clip.tensor} clips {rate} of its values (limit {limit})")
     worst_drop = max(rows, key=lambda r: (r.sqnr_drop_db, r.tensor), default=None)
     if worst_drop and worst_drop.sqnr_drop_db > p.sqnr_drop_db:
         reasons.append(
@@ -357,7 +364,8 @@ def check_sessions(
     baseline = _baseline(inputs, view, enc, cache)
     report: dict[str, dict[str, CoverageVerdict]] = {}
     measured = cached = 0
-    for (sess, scene), members in sorted(_session_groups(inputs, session).items()):
+    groups = sorted(_session_groups(inputs, session).items())
+    for (sess, scene), members in track(groups, "coverage: sessions and scenes"):
         members.sort(key=lambda r: rank_key(seed, str(r["sha256"])))
         picked = members[: cp.max_images]
         jobs = [
@@ -378,29 +386,3 @@ def check_sessions(
         cached += len(jobs) - ran
         report.setdefault(sess, {})[scene] = verdict(new, baseline, enc, cp)
     return SessionReport(report, measured, cached)
-
-
-@dataclass
-class LegacySessionReport:
-    verdicts: dict[str, dict[str, dict[str, Any]]]
-    measured: int
-    cached: int
-
-
-def session_report(
-    root: Path,
-    paths: PathsParams,
-    model_path: Path,
-    fold_batchnorm: bool,
-    tp: TensorsParams,
-    cp: CoverageParams,
-    seed: int,
-    session: str | None = None,
-    compute: ComputeParams | None = None,
-) -> LegacySessionReport:
-    """Deprecated: :func:`check_sessions` with the verdicts as plain dicts, for ``fieldcal
-    coverage`` until it reads :class:`CoverageVerdict` (remove once the cli has moved)."""
-    inputs = CoverageInputs(root, paths, model_path, fold_batchnorm, tp)
-    r = check_sessions(inputs, cp, seed, session, compute)
-    plain = {s: {sc: v.to_json() for sc, v in scenes.items()} for s, scenes in r.verdicts.items()}
-    return LegacySessionReport(plain, r.measured, r.cached)

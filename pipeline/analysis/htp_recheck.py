@@ -1,12 +1,11 @@
-"""Each scene's chosen remedy as a deployable QDQ model, and re-judged on the real backend.
+"""Each scene's chosen remedy re-judged on the real backend.
 
 The remedies stage picks, per scene, the cheapest remedy that passes the scene's gate on the
-embedded simulation. Here that remedy's encodings are exported (:func:`export_qdq`, no
-calibration: uint16 activations where the remedy made them 16-bit) to
-``out/remedies/encodings/<scene>.qdq.onnx`` whatever the backend, and with
-``evaluate.backend: qnn-htp`` the scene's evaluation images run on the HTP beside the
-simulation (:mod:`pipeline.analysis.backend_compare`): ``out/remedies/recheck.json`` says, per
-scene, whether the HTP agrees with the embedded verdict.
+embedded simulation, and writes its QDQ model (``out/remedies/qdq/<scene>.qdq.onnx``,
+:mod:`pipeline.analysis.remedy_files`). With ``evaluate.backend: qnn-htp`` that very model runs
+on the HTP on the scene's evaluation images beside the simulation
+(:mod:`pipeline.analysis.backend_compare`): ``out/remedies/recheck.json`` says, per scene,
+whether the HTP agrees with the embedded verdict (``backend`` None on the embedded backend).
 """
 
 from __future__ import annotations
@@ -20,8 +19,8 @@ from numpy.typing import NDArray
 
 from pipeline.analysis.artifacts import Artifact, BackendVerdict
 from pipeline.analysis.backend_compare import compared, evaluate_on_backend
+from pipeline.analysis.remedies import Found
 from pipeline.analysis.runs import EvalImage
-from pipeline.atomic import write_bytes
 from pipeline.backends.base import Tensors
 from pipeline.backends.htp_runner import HtpModel
 from pipeline.backends.qnn_htp import HtpFallbackError
@@ -30,7 +29,6 @@ from pipeline.graph.view import ModelView
 from pipeline.layout import RemediesOut
 from pipeline.params import Params
 from pipeline.quantization.encodings import Encodings
-from pipeline.quantization.qdq import export_qdq
 
 
 class RemedyOnBackend(Artifact):
@@ -72,14 +70,9 @@ def recheck(
     params: Params,
     out: RemediesOut,
 ) -> RemedyRecheck:
-    """Export every chosen remedy; on ``evaluate.backend: qnn-htp`` also judge it on the HTP
-    on its scene's evaluation images. Writes ``out.recheck`` and returns it."""
-    round_mode = params.quantize.round_mode
-    for scene, c in chosen.items():
-        write_bytes(
-            out.scene_qdq_model(scene),
-            export_qdq(view, c.encodings, round_mode).SerializeToString(),
-        )
+    """On ``evaluate.backend: qnn-htp``, judge every chosen remedy's QDQ model (written by
+    the remedies stage) on the HTP on its scene's evaluation images. Writes ``out.recheck``
+    and returns it."""
     doc = RemedyRecheck(backend=None, versions={}, scenes={})
     if params.evaluate.backend == "qnn-htp":
         doc = _on_htp(view, chosen, images, params, out)
@@ -111,7 +104,7 @@ def _on_htp(
     scenes = {}
     for scene, c in sorted(chosen.items()):
         what = compared(view, c.encodings, layers=False)
-        model = htp.prepare(view, c.encodings, list(what.outputs))
+        model = htp.open(out.qdq_model(scene))  # the deployable file itself
         sim = EmbeddedBackend(qp.round_mode).prepare(view, c.encodings, list(what.outputs))
 
         def reference(x: NDArray[np.float32]) -> tuple[Tensors, Tensors]:
@@ -125,13 +118,13 @@ def _on_htp(
         try:
             found, _ = evaluate_on_backend(xs, reference, model, what, ep, params.model.decoder)
         except HtpFallbackError as err:
-            scenes[scene] = _failed(c.remedy, out.scene_qdq_model(scene), model, err)
+            scenes[scene] = _failed(c.remedy, out.qdq_model(scene), model, err)
             print(f"remedies: {scene}: {c.remedy} does not run on the HTP: {_first(err)}")
             continue
         s = found[scene]
         scenes[scene] = RemedyOnBackend(
             remedy=c.remedy,
-            qdq_model=out.scene_qdq_model(scene).as_posix(),
+            qdq_model=out.qdq_model(scene).as_posix(),
             qdq_model_sha256=model.deployable_sha256,
             embedded=s.embedded,
             backend=s.backend,
@@ -160,6 +153,15 @@ def _failed(remedy: str, path: Path, model: HtpModel, err: Exception) -> RemedyO
         backend_vs_embedded_sqnr_db=None,
         error=_first(err),
     )
+
+
+def chosen_of(found: Found) -> dict[str, Chosen]:
+    """The remedies stage's chosen remedy per scene (scenes none passes left out)."""
+    return {
+        s: Chosen(r.chosen.name, r.chosen.encodings)
+        for s, r in found.scenes.items()
+        if r.chosen is not None
+    }
 
 
 def read(path: Path) -> RemedyRecheck:

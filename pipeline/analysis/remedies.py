@@ -2,114 +2,70 @@
 
 For every scene of the evaluation set, each remedy's encodings are scored on that scene's
 evaluation images (through the backend seam, :class:`pipeline.analysis.evaluate.OneshotScorer`)
-and checked against the scene's gate (``evaluate.gates``):
+and checked against the scene's gate (``evaluate.gates``). In cost order:
 
 * ``generic``: calibrate on generic photographs only (where a project starts);
 * ``union``: all curated calibration images, every scene together (the quantize stage's
   encodings);
 * ``enhanced`` / ``percentile``: the union set with those activation modes;
-* ``per_scene``: calibrate on that scene's calibration images only (one set of encodings per
-  scene, which a deployment can switch between);
-* ``mixed16_K``: the union encodings with the K activations that lose most on their own
-  (layerwise SQNR from the evaluate stage, :func:`pipeline.analysis.artifacts.worst_rows`)
-  raised to 16 bits, K in ``remedies.mixed16``; QNN takes a bit-width per tensor in the
-  overrides file. Cost: K tensors at 16 bits;
-* ``a16_all``: every activation at 16 bits (QNN's A16W8).
+* ``per_tensor_weights`` (or ``per_channel_weights`` when the project quantizes weights per
+  tensor): the union set with the other weight granularity (QNN converters:
+  ``--use_per_channel_quantization``);
+* ``per_scene``: calibrate on that scene's calibration images only. Deployment cost: one model
+  per scene, which the car must switch between;
+* ``search16`` / ``search16_all_scenes``: the fewest 16-bit activations found for the scene, and
+  for every scene at once (:mod:`pipeline.analysis.search_scenes`);
+* ``mixed16_K``: the union encodings with the K activations that lose most on their own raised
+  to 16 bits, K in ``remedies.mixed16``; ``a16_all``: every activation at 16 bits (A16W8).
 
-The chosen remedy per scene is the first that passes in the order above (cheapest first); its
-encodings are written. Statistics come from the calibration cache: min/max cost no model run.
+16-bit *weights* are not offered: Qualcomm's public QNN documentation describes 16-bit integer
+inference as 16-bit activations with 8-bit weights (``--act_bw 16 --weight_bw 8``; README,
+"Weight-side remedies"), so a W16 remedy could not be deployed as measured.
+
+Beside the remedies with encodings, a scene that field coverage says clips gets the proposal to
+add in-vehicle captures of it (:mod:`pipeline.analysis.captures`). The chosen remedy per scene
+is the first that passes, in the order above; the configuration for the car is the first
+scene-independent one (:data:`pipeline.analysis.candidates.SHARED`) that passes every scene.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from pipeline.analysis.artifacts import (
-    LayerRow,
-    RemedyRow,
-    RemedyVerdict,
-    SearchRecord,
-    worst_first,
-    worst_rows,
+from pipeline.analysis.artifacts import RemedyRow, RemedyVerdict, worst_rows
+from pipeline.analysis.candidates import (
+    SHARED,
+    CalImage,
+    Inputs,
+    Remedy,
+    calibrated,
+    ranges_of,
 )
+from pipeline.analysis.captures import proposal
 from pipeline.analysis.evaluate import OneshotScorer
-from pipeline.analysis.gates import gate_failures, gate_for, gate_record, meets
+from pipeline.analysis.gates import gate_failures, gate_for, gate_record
+from pipeline.analysis.precision import raise16
 from pipeline.analysis.runs import EvalImage
-from pipeline.analysis.search import OutputScorer, Score, Search, run_search
-from pipeline.analysis.summary import headline_outputs
-from pipeline.backends.embedded import EmbeddedBackend
-from pipeline.calibration import calibrate
-from pipeline.calibration.encodings import bias_encodings
-from pipeline.data.tensors import read_raw
-from pipeline.graph.rewrite import with_outputs
-from pipeline.graph.runtime import Runner
-from pipeline.graph.view import ModelView
-from pipeline.params import EvaluateParams, QuantizeParams, RemediesParams, TensorsParams
-from pipeline.quantization.encoding import tf_encoding
+from pipeline.analysis.search_scenes import ALL_SCENES, search16
+from pipeline.calibration.collect import Calibrator
+from pipeline.params import EvaluateParams, WeightQuant
+from pipeline.progress import track
 from pipeline.quantization.encodings import Encodings
-from pipeline.quantization.observers import MinMax
 
 
-@dataclass(frozen=True)
-class CalImage:
-    raw: Path
-    scene: str
-    source: str
-
-
-@dataclass(frozen=True)
-class Remedy:
-    name: str
-    encodings: Encodings
-    cost: str
-
-
-@dataclass(frozen=True)
-class Calibrator:
-    """Encodings from cached calibration statistics: what travels with every calibration of
-    a remedy (the model view, tensor spec, quantize params, model hash and cache folder)."""
-
-    view: ModelView
-    tp: TensorsParams
-    qp: QuantizeParams
-    model_sha: str
-    cache: Path | None
-
-    def encodings(self, raws: Sequence[Path], qp: QuantizeParams | None = None) -> Encodings:
-        """Encodings of ``raws`` with ``qp`` (default: the configured quantize params)."""
-        q = qp or self.qp
-        hist = q.activations.mode in calibrate.HISTOGRAM_MODES
-        stats = calibrate.collect(
-            self.view, raws, self.tp, self.model_sha, self.cache, hist, q.batch_size
-        )
-        return calibrate.compute_encodings(self.view, stats, q)
-
-    def with_16bit(
-        self, enc: Encodings, stats_raws: Sequence[Path], tensors: Sequence[str]
-    ) -> Encodings:
-        """``enc`` with ``tensors`` at 16 bits (tf, over the ranges of ``stats_raws``)."""
-        stats = calibrate.collect(self.view, stats_raws, self.tp, self.model_sha, self.cache)
-        return self.raised(enc, stats.minmax, tensors)
-
-    def raised(self, enc: Encodings, ranges: MinMax, tensors: Collection[str]) -> Encodings:
-        """``enc`` with ``tensors`` at 16 bits over ``ranges``, and the bias grids of the layers
-        they feed derived again from the 16-bit input scale, as QNN's converter derives them
-        (bias scale = input scale x weight scale): keeping the 8-bit input's grid would add
-        bias errors of up to tens of 16-bit steps."""
-        acts = dict(enc.activations)
-        for t in tensors:
-            lo, hi = ranges.range_of(t)
-            acts[t] = tf_encoding(lo, hi, 16, self.qp.min_range_value)
-        raised = replace(enc, activations=acts)
-        biases = dict(enc.biases)
-        for op in self.view.weighted:
-            if op.bias_name and op.input in tensors:
-                biases[op.bias_name] = bias_encodings(
-                    op, raised, self.qp.bias_bitwidth, self.qp.min_range_value
-                )
-        return replace(raised, biases=biases)
+def weight_remedy(calib: Calibrator, raws: Sequence[CalImage]) -> Remedy:
+    """The union set with the other weight granularity than the project's."""
+    w = calib.qp.weights
+    if w.per_channel:
+        other = WeightQuant(mode=w.mode, bitwidth=w.bitwidth, per_channel=False)
+        name, cost = "per_tensor_weights", "weights per tensor (one scale per weight tensor)"
+    else:  # per-channel weights are symmetric in QNN (spec §3.4)
+        other = WeightQuant(mode="symmetric", bitwidth=w.bitwidth, per_channel=True)
+        name = "per_channel_weights"
+        cost = "weights per output channel (--use_per_channel_quantization)"
+    qp = calib.qp.model_copy(update={"weights": other})
+    return Remedy(name, calibrated(calib, [c.raw for c in raws], qp), cost)
 
 
 def shared(calib: Calibrator, cal: Sequence[CalImage], union: Encodings) -> list[Remedy]:
@@ -119,32 +75,36 @@ def shared(calib: Calibrator, cal: Sequence[CalImage], union: Encodings) -> list
     generic = [c.raw for c in cal if c.source == "generic"]
     if generic:
         cost = f"{len(generic)} generic calibration images"
-        out.append(Remedy("generic", calib.encodings(generic), cost))
+        out.append(Remedy("generic", calibrated(calib, generic), cost))
     out.append(Remedy("union", union, f"{len(all_raws)} calibration images, all scenes"))
     for mode in ("enhanced", "percentile"):
         if calib.qp.activations.mode != mode:
             q2 = calib.qp.with_activation_mode(mode)
             cost = f"activations {mode}, same images"
-            out.append(Remedy(mode, calib.encodings(all_raws, q2), cost))
+            out.append(Remedy(mode, calibrated(calib, all_raws, q2), cost))
+    out.append(weight_remedy(calib, cal))
     return out
 
 
-def for_scene(
-    calib: Calibrator,
-    cal: Sequence[CalImage],
-    scene: str,
-    union: Encodings,
-    worst_own: Sequence[str],
-    ladder: Sequence[int],
-) -> list[Remedy]:
-    """per_scene encodings, then 16-bit activations: the K worst for each K, then all."""
-    all_raws = [c.raw for c in cal]
-    out = []
+def per_scene(calib: Calibrator, cal: Sequence[CalImage], scene: str) -> list[Remedy]:
+    """Encodings from the scene's own calibration images (none when it has none)."""
     own = [c.raw for c in cal if c.scene == scene]
-    if own:
-        cost = f"{len(own)} {scene} calibration images; one encoding set per scene"
-        out.append(Remedy("per_scene", calib.encodings(own), cost))
-    steps = [k for k in ladder if k < len(worst_own)] + [len(worst_own)]
+    if not own:
+        return []
+    cost = (
+        f"{len(own)} {scene} calibration images; deployment: one model per scene, "
+        "switched by scene in the car"
+    )
+    return [Remedy("per_scene", calibrated(calib, own), cost)]
+
+
+def ladder(
+    calib: Calibrator, inputs: Inputs, worst_own: Sequence[str], ranges_raws: Sequence[CalImage]
+) -> list[Remedy]:
+    """16-bit activations: the K worst (own error) for each K, then all."""
+    ranges = ranges_of(calib, [c.raw for c in ranges_raws])
+    out = []
+    steps = [k for k in inputs.rp.mixed16 if k < len(worst_own)] + [len(worst_own)]
     for k in steps:
         picked = list(worst_own[:k])
         name = "a16_all" if k == len(worst_own) else f"mixed16_{k}"
@@ -153,7 +113,7 @@ def for_scene(
             if name == "a16_all"
             else f"{k} activations at 16 bits: {', '.join(picked)}"
         )
-        out.append(Remedy(name, calib.with_16bit(union, all_raws, picked), cost))
+        out.append(Remedy(name, raise16(calib.view, calib.qp, inputs.union, ranges, picked), cost))
     return out
 
 
@@ -180,22 +140,6 @@ def evaluate_remedies(
     return rows
 
 
-def metrics(verdicts: Mapping[str, RemedyVerdict]) -> dict[str, dict[str, dict[str, float]]]:
-    """DVC metrics (numbers only): per scene and remedy, output SQNR and cosine and whether it
-    passes the scene's gate (1/0), so `dvc metrics diff` shows what new data changed."""
-    return {
-        scene: {
-            r.remedy: {
-                "output_sqnr_db": r.output_sqnr_db,
-                "output_cosine": r.output_cosine,
-                "passes_gate": int(r.passes_gate),
-            }
-            for r in v.remedies
-        }
-        for scene, v in sorted(verdicts.items())
-    }
-
-
 def choose(rows: Sequence[RemedyRow], scene: str, ep: EvaluateParams) -> RemedyVerdict:
     """The cheapest passing remedy (the first in ``rows``), or why none passes."""
     passing = [r for r in rows if r.passes_gate]
@@ -214,139 +158,59 @@ def choose(rows: Sequence[RemedyRow], scene: str, ep: EvaluateParams) -> RemedyV
 
 @dataclass(frozen=True)
 class SceneRemedies:
-    """A scene's verdict and the chosen remedy (None when none passes)."""
+    """A scene's verdict, the chosen remedy (None when none passes) and every remedy tried."""
 
     verdict: RemedyVerdict
     chosen: Remedy | None
+    tried: Sequence[Remedy]
 
 
 @dataclass(frozen=True)
-class Inputs:
-    """What the remedies of every scene read: the calibration and evaluation sets, the union
-    encodings, the evaluate stage's layer rows and the remedies params."""
+class Found:
+    """Every scene's remedies, and the configuration for the car (None: none passes all)."""
 
-    cal: Sequence[CalImage]
-    images: Sequence[EvalImage]
-    union: Encodings
-    layer_rows: Mapping[str, Sequence[LayerRow]]
-    rp: RemediesParams
+    scenes: dict[str, SceneRemedies]
+    ship: Remedy | None
 
 
-ALL_SCENES = "all_scenes"
+def ship(found: dict[str, SceneRemedies]) -> Remedy | None:
+    """The first scene-independent remedy, in cost order, that passes every scene's gate."""
+    scenes = sorted(found)
+    if not scenes:
+        return None
+    for r in found[scenes[0]].tried:
+        if r.name in SHARED and all(
+            any(row.remedy == r.name and row.passes_gate for row in found[s].verdict.remedies)
+            for s in scenes
+        ):
+            return r
+    return None
 
 
-@dataclass(frozen=True)
-class Searched:
-    """The searched 16-bit sets: per scene, and for every scene at once (``joint``)."""
-
-    records: dict[str, SearchRecord]
-    joint: SearchRecord | None
-    remedies: dict[str, Remedy]  # by scene, and ALL_SCENES
-
-    def remedy(self, key: str) -> Remedy | None:
-        return self.remedies.get(key)
-
-
-def tensor_sizes(view: ModelView, image: EvalImage, tp: TensorsParams) -> dict[str, int]:
-    """Elements of every kept tensor for one input (batch 1): the extra bytes of 16 bits."""
-    runner = Runner(with_outputs(view.model, view.kept_tensors))
-    out = runner.run(read_raw(image.raw, tp, view.input_layout), view.kept_tensors)
-    return {t: int(v.size) for t, v in out.items()}
-
-
-def joint_seeds(layer_rows: Mapping[str, Sequence[LayerRow]]) -> list[str]:
-    """Layers worst first by the worst scene's own (else accumulated) SQNR."""
-    by: dict[str, list[LayerRow]] = {}
-    for rows in layer_rows.values():
-        for r in rows:
-            if not r.is_input:
-                by.setdefault(r.layer, []).append(r)
-    return worst_first(
-        (t, min(r.blame_sqnr_db for r in rs), min(r.sqnr_db for r in rs)) for t, rs in by.items()
-    )
-
-
-def _remedy(name: str, record: SearchRecord, enc: Encodings, sizes: Mapping[str, int]) -> Remedy:
-    chosen = record.chosen or []
-    extra = sum(sizes[t] for t in chosen)
-    cost = (
-        f"{len(chosen)} activations at 16 bits (+{extra} bytes per inference; "
-        f"{record.evaluations} evaluations): {', '.join(chosen)}"
-    )
-    return Remedy(name, enc, cost)
-
-
-def search16(calib: Calibrator, scorer: OneshotScorer, inputs: Inputs) -> Searched:
-    """The fewest 16-bit activations per scene and for every scene at once
-    (:mod:`pipeline.analysis.search`), scored on the outputs through the backend seam."""
-    view, rp = calib.view, inputs.rp
-    raws = [c.raw for c in inputs.cal]
-    ranges = calibrate.collect(view, raws, calib.tp, calib.model_sha, calib.cache).minmax
-    backend = scorer.backend or EmbeddedBackend(scorer.options().mode)
-    detection = (scorer.decoder, scorer.ep.detection_threshold)
-    every = OutputScorer(
-        view, inputs.images, calib.tp, headline_outputs(view, scorer.ep), detection
-    )
-    sizes = tensor_sizes(view, inputs.images[0], calib.tp)
-    scenes = sorted({i.scene for i in inputs.images})
-    gates = {s: gate_record(gate_for(s, scorer.ep)) for s in scenes}
-
-    def encodings(tensors: Collection[str]) -> Encodings:
-        return calib.raised(inputs.union, ranges, tensors)
-
-    def for_scene(scene: str) -> Callable[[frozenset[str]], tuple[Score, bool]]:
-        mine = every.only(scene)
-
-        def one(tensors: frozenset[str]) -> tuple[Score, bool]:
-            got = mine.score(backend, encodings(tensors))[scene]
-            return got, meets(got, gates[scene])
-
-        return one
-
-    def joint(tensors: frozenset[str]) -> tuple[Score, bool]:
-        got = every.score(backend, encodings(tensors))
-        worst = Score(
-            min(g.output_sqnr_db for g in got.values()),
-            min(g.output_cosine for g in got.values()),
-            max(
-                (g.face_miss_rate for g in got.values() if g.face_miss_rate is not None),
-                default=None,
-            ),
-        )
-        return worst, all(meets(got[s], gates[s]) for s in scenes)
-
-    records, remedies = {}, {}
-    searches = {
-        s: (for_scene(s), [r.layer for r in worst_rows(inputs.layer_rows.get(s, []))])
-        for s in scenes
-    }
-    searches[ALL_SCENES] = (joint, joint_seeds(inputs.layer_rows))
-    for key, (fn, seeds) in searches.items():
-        record = run_search(Search(fn, sizes, rp.search_budget), seeds, rp.search_measured)
-        records[key] = record
-        if record.chosen:
-            name = "search16_all_scenes" if key == ALL_SCENES else "search16"
-            remedies[key] = _remedy(name, record, encodings(record.chosen), sizes)
-    return Searched(records, records.pop(ALL_SCENES), remedies)
-
-
-def run(calib: Calibrator, scorer: OneshotScorer, inputs: Inputs) -> dict[str, SceneRemedies]:
+def run(calib: Calibrator, scorer: OneshotScorer, inputs: Inputs) -> Found:
     """Every scene of the evaluation images: the shared remedies, its own, the searched 16-bit
-    sets (its own and the one for every scene at once), scored, and the cheapest that passes."""
+    sets (its own and the one for every scene at once), scored, and the cheapest that passes;
+    then the one configuration for every scene."""
     common = shared(calib, inputs.cal, inputs.union)
-    found = search16(calib, scorer, inputs)
+    searched = search16(calib, scorer, inputs)
     out = {}
-    for scene in sorted({i.scene for i in inputs.images}):
+    for scene in track(sorted({i.scene for i in inputs.images}), "remedies: scenes"):
         worst = [r.layer for r in worst_rows(inputs.layer_rows.get(scene, []))]
-        own = for_scene(calib, inputs.cal, scene, inputs.union, worst, inputs.rp.mixed16)
-        searched = [r for r in (found.remedy(scene), found.remedy(ALL_SCENES)) if r is not None]
-        per_scene = [r for r in own if r.name == "per_scene"]
-        ladder = [r for r in own if r.name != "per_scene"]
-        candidates = common + per_scene + searched + ladder
+        found = [r for r in (searched.remedy(scene), searched.remedy(ALL_SCENES)) if r]
+        candidates = (
+            common
+            + per_scene(calib, inputs.cal, scene)
+            + found
+            + ladder(calib, inputs, worst, inputs.cal)
+        )
         rows = evaluate_remedies(scorer, candidates, inputs.images, scene)
         verdict = choose(rows, scene, scorer.ep).model_copy(
-            update={"search": found.records.get(scene), "search_all_scenes": found.joint}
+            update={
+                "search": searched.records.get(scene),
+                "search_all_scenes": searched.joint,
+                "captures": proposal(scene, inputs.field),
+            }
         )
         chosen = next((c for c in candidates if c.name == verdict.chosen), None)
-        out[scene] = SceneRemedies(verdict, chosen)
-    return out
+        out[scene] = SceneRemedies(verdict, chosen, candidates)
+    return Found(out, ship(out))

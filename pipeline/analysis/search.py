@@ -13,7 +13,13 @@ seam) on the images in question, against float references computed once per imag
 4. bisection over the ranked prefix for the shortest passing prefix (it assumes more tensors do
    not hurt, which on a few images is not always so: README, "Why more 16-bit tensors can score
    lower"; step 5 and the final re-evaluation make up for it);
-5. greedy pruning: drop each tensor of the set, least gain first, while the rest still passes.
+5. greedy pruning: try each tensor of the set out, unmeasured and least gain first, dropping it
+   while the rest still passes; per tensor the record says whether its removal was tried (the
+   budget may end first) and what it gave.
+
+Candidates are only tensors upstream of the outputs the gate reads (a tensor with no path to
+them cannot change the score). The number measured alone is capped (:func:`measurable`) so that
+the budget covers bisection and pruning of the scene's set first.
 
 Every evaluated set is kept; the Pareto front (fewest extra bytes for the best output SQNR) is
 reported with the evaluations spent.
@@ -22,10 +28,11 @@ reported with the evaluations spent.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from pipeline.analysis.artifacts import SearchPoint, SearchRecord
+from pipeline.analysis.artifacts import Removal, SearchPoint, SearchRecord
 from pipeline.analysis.detect import DECODERS, Agreement, Boxes
 from pipeline.analysis.metrics import Comparison, LayerAcc, Reference
 from pipeline.analysis.runs import EvalImage
@@ -157,6 +164,15 @@ class Search:
         return front
 
 
+def measurable(budget: int, candidates: int, measured: int) -> int:
+    """How many tensors to measure alone so that bisection and pruning still fit the budget:
+    2 (the empty and the full set) + m singles + ceil(log2 n) bisection steps, and as many
+    evaluations again as the singles for pruning the set (the budget goes to the scene's set
+    before more measurements)."""
+    bisection = max(1, math.ceil(math.log2(max(candidates, 2))))
+    return max(0, min(measured, candidates, (budget - 2 - bisection) // 2))
+
+
 def _ranked(search: Search, seeds: Sequence[str], measured: int) -> dict[str, float]:
     """Gain in output SQNR of each of the first ``measured`` seeds alone at 16 bits."""
     base = search(frozenset())
@@ -181,41 +197,94 @@ def _bisect(search: Search, ranked: Sequence[str]) -> int | None:
     return hi
 
 
-def _prune(search: Search, chosen: list[str]) -> list[str]:
-    """Drop tensors, the last ranked first, while the rest still passes."""
-    for t in list(reversed(chosen)):
+def prune_order(chosen: Sequence[str], gains: Mapping[str, float]) -> list[str]:
+    """Unmeasured tensors first (nothing says they help), then by measured gain, smallest
+    first: the likeliest to be dropped are tried first."""
+    unmeasured = [t for t in chosen if t not in gains]
+    return unmeasured + sorted((t for t in chosen if t in gains), key=lambda t: (gains[t], t))
+
+
+def _prune(
+    search: Search, chosen: list[str], gains: Mapping[str, float]
+) -> tuple[list[str], list[Removal]]:
+    """Try each tensor out of the set (:func:`prune_order`), dropping it when the rest still
+    passes, until the budget is spent (the record then says which were not tried)."""
+    removals: list[Removal] = []
+    for t in prune_order(chosen, gains):
+        gain = gains.get(t)
         rest = frozenset(chosen) - {t}
-        if len(chosen) > 1 and search.passes(rest):
+        found = search(rest)
+        if found is None:
+            why = "the evaluation budget was spent before its removal was tried"
+            removals.append(
+                Removal(
+                    tensor=t,
+                    gain_db=gain,
+                    tried=False,
+                    set_size=None,
+                    output_sqnr_db_without=None,
+                    passes_without=None,
+                    outcome="not tried",
+                    why=why,
+                )
+            )
+            continue
+        score, ok = found
+        removals.append(
+            Removal(
+                tensor=t,
+                gain_db=gain,
+                tried=True,
+                set_size=len(chosen),
+                output_sqnr_db_without=score.output_sqnr_db,
+                passes_without=ok,
+                outcome="removed" if ok else "stays",
+                why=(
+                    f"the other {len(rest)} pass without it"
+                    if ok
+                    else f"without it the set scores {score.output_sqnr_db:.2f} dB and fails "
+                    "the gate"
+                ),
+            )
+        )
+        if ok:
             chosen = [c for c in chosen if c != t]
-    return chosen
+    return chosen, removals
 
 
 def run_search(search: Search, seeds: Sequence[str], measured: int) -> SearchRecord:
-    """Steps 1 to 5 (module docstring) for one scene or for every scene at once."""
+    """Steps 1 to 5 (module docstring) for one scene or for every scene at once; ``seeds``
+    holds only tensors upstream of the gated outputs."""
     full = frozenset(seeds)
     ok_base, ok_full = search.passes(frozenset()), search.passes(full)
     gains: dict[str, float] = {}
     chosen: list[str] | None = None
+    removals: list[Removal] = []
     if ok_base:
         chosen, why = [], "the 8-bit model already passes"
     elif not ok_full:
         why = f"even all {len(seeds)} activations at 16 bits fail the gate"
     else:
-        gains = _ranked(search, seeds, measured)
+        gains = _ranked(search, seeds, measurable(search.budget, len(seeds), measured))
         measured_first = sorted(gains, key=lambda t: (-gains[t], seeds.index(t)))
         ranked = measured_first + [t for t in seeds if t not in gains]
         k = _bisect(search, ranked)
-        chosen = _prune(search, list(ranked[:k])) if k is not None else list(ranked)
+        found = list(ranked[:k]) if k is not None else list(ranked)
+        chosen, removals = _prune(search, found, gains)
         why = (
             f"{len(chosen)} activations at 16 bits pass: bisection over the ranked prefix "
-            f"found {k}, pruning kept {len(chosen)}"
+            f"found {len(found)}, pruning kept {len(chosen)}"
         )
     return SearchRecord(
         budget=search.budget,
         evaluations=len(search.points),
+        candidates=len(seeds),
+        not_upstream=[],
         seed_ranking=list(seeds),
         measured_gain_db=gains,
         chosen=chosen,
         why=why,
+        removals=removals,
+        anchors=[],
         pareto=search.pareto(seeds),
     )

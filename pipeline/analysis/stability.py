@@ -29,8 +29,10 @@ from numpy.typing import NDArray
 from pipeline.analysis.artifacts import CurvePoint, StabilityRecord
 from pipeline.analysis.evaluate import OneshotScorer
 from pipeline.analysis.runs import EvalImage
-from pipeline.calibration.calibrate import Statistics, compute_encodings
+from pipeline.calibration.encodings import compute_encodings
+from pipeline.calibration.statistics import Statistics
 from pipeline.params import QuantizeParams, StabilityParams
+from pipeline.progress import track
 from pipeline.quantization.encodings import Encodings
 from pipeline.quantization.observers import MinMax
 
@@ -126,7 +128,7 @@ def curves(
     without evaluation images get no metric points)."""
     rng = np.random.default_rng(seed)
     out = []
-    for group, members in sorted(draws.groups.items()):
+    for group, members in track(sorted(draws.groups.items()), "stability: groups"):
         idx = np.asarray(members, dtype=np.int64)
         if idx.size == 0:
             continue

@@ -18,8 +18,8 @@ from pipeline.graph.rewrite import with_outputs
 from pipeline.graph.runtime import Runner
 from pipeline.graph.view import ModelView
 from pipeline.quantization.encoding import RoundMode
+from pipeline.quantization.encodings import Encodings
 from pipeline.quantization.simulate import (
-    Encodings,
     ParamsCache,
     SimOptions,
     build_quantized_model,

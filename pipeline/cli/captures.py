@@ -44,21 +44,20 @@ def captures_add(
     """Copy a folder of captures into a new session; report what was added and why not.
 
     Exit 1 when nothing was copied (no images, or only duplicates and unreadable files)."""
-    from pipeline.data.captures import add_session
+    from pipeline.data.captures import NewSession, add_session
+    from pipeline.layout import Layout
+    from pipeline.params import check_scene_name
 
     p = project_params(root, params)
     if scene is not None:
-        from pipeline.params import parse_params
-
-        parse_params({"curate": {"calibration": {scene: 0}}})  # same rule as scene names
+        check_scene_name(scene, "--scene")
     rep = add_session(
         src,
         root / p.paths.datasets,
-        session,
+        NewSession(session, scene, vehicle, camera),
         p.ingest,
         p.curate.near_duplicate_distance,
-        {"scene": scene, "vehicle": vehicle, "camera": camera},
-        root / p.paths.out / "ingest" / "manifest.parquet",
+        Layout(root / p.paths.out).ingest.manifest,
     )
     for name in rep.added:
         typer.echo(f"added        {name}")

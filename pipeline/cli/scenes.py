@@ -55,10 +55,14 @@ def scenes_set(
 ) -> None:
     """Set the scene of every image matching PATTERN, in its folder's sidecar.json (exit 1 if
     nothing matches)."""
-    from pipeline.data.scenes import set_scene
+    from pipeline.data.checks import new_scene_note
+    from pipeline.data.sidecars import set_scene
 
     p = project_params(root, params)
+    note = new_scene_note(root, p, scene)
     changed = set_scene(root / p.paths.datasets, pattern, scene, p.ingest.extensions)
+    if note:
+        typer.echo(f"warning: {note}", err=True)
     if not changed:
         raise fail(
             f"no image under {p.paths.datasets} matches {pattern!r}; the pattern is a glob "

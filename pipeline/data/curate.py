@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from fnmatch import fnmatchcase
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +30,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.atomic import write_parquet
+from pipeline.data.decode import hamming
+from pipeline.layout import CurateOut
 from pipeline.params import CurateParams
 
 CURATED_SCHEMA = pa.schema(
@@ -54,6 +55,20 @@ def rank_key(seed: int, sha256: str) -> str:
 
 
 @dataclass(frozen=True)
+class Row:
+    """One row of the curation table (:data:`CURATED_SCHEMA`)."""
+
+    path: str
+    sha256: str
+    scene: str
+    source: str
+    session: str
+    role: str  # calibration | evaluation | unused
+    rank: int  # within the scene, 0-based; -1 when never ranked
+    reason: str
+
+
+@dataclass(frozen=True)
 class Pick:
     path: str
     sha256: str
@@ -62,6 +77,11 @@ class Pick:
     session: str
     dhash: str | None
     feature: tuple[float, ...]
+
+    def row(self, role: str, rank: int, reason: str) -> Row:
+        return Row(
+            self.path, self.sha256, self.scene, self.source, self.session, role, rank, reason
+        )
 
 
 def _quota(q: float, eligible: int) -> int:
@@ -81,122 +101,132 @@ def _k_center(feats: np.ndarray, k: int) -> list[int]:
     return chosen
 
 
-def curate(manifest: pa.Table, p: CurateParams) -> pa.Table:
-    rows: list[dict[str, Any]] = []
+def _ineligible(r: dict[str, Any], p: CurateParams) -> str:
+    """Why an ok manifest row cannot be picked ("" if it can): duplicate, include, exclude."""
+    if r["duplicate_of"]:
+        return f"exact duplicate of {r['duplicate_of']}"
+    if p.include and not any(fnmatchcase(r["path"], g) for g in p.include):
+        return "matches no curate.include pattern"
+    pattern = next((g for g in p.exclude if fnmatchcase(r["path"], g)), None)
+    if pattern is not None:
+        return f"excluded by curate.exclude {pattern!r}"
+    return ""
+
+
+def _screen(manifest: pa.Table, p: CurateParams) -> tuple[dict[str, list[Pick]], list[Row]]:
+    """The ok images grouped by scene, and a row for each one that cannot be picked."""
     by_scene: dict[str, list[Pick]] = {}
-
-    def unused(base: dict[str, Any], why: str) -> None:
-        rows.append(base | {"role": "unused", "rank": -1, "reason": why})
-
+    rows: list[Row] = []
     for r in manifest.to_pylist():
         if r["status"] != "ok":
             continue
-        base = {k: r[k] for k in ("path", "sha256", "scene", "source", "session")}
-        if r["duplicate_of"]:
-            unused(base, f"exact duplicate of {r['duplicate_of']}")
-            continue
-        if p.include and not any(fnmatchcase(r["path"], g) for g in p.include):
-            unused(base, "matches no curate.include pattern")
-            continue
-        pattern = next((g for g in p.exclude if fnmatchcase(r["path"], g)), None)
-        if pattern is not None:
-            unused(base, f"excluded by curate.exclude {pattern!r}")
-            continue
         feature = tuple(float(r.get(k) or 0.0) for k in FEATURES)
-        by_scene.setdefault(r["scene"], []).append(
-            Pick(**base, dhash=r.get("dhash"), feature=feature)
+        pick = Pick(
+            r["path"], r["sha256"], r["scene"], r["source"], r["session"], r.get("dhash"), feature
         )
-    for scene in sorted(by_scene):
-        ranked = sorted(by_scene[scene], key=lambda x: (rank_key(p.seed, x.sha256), x.path))
-        eligible: list[tuple[int, Pick]] = []
-        for rank, pick in enumerate(ranked):
-            near = None
-            if p.near_duplicate_distance and pick.dhash:
-                near = next(
-                    (
-                        e.path
-                        for _, e in eligible
-                        if e.dhash and _hamming(e.dhash, pick.dhash) <= p.near_duplicate_distance
-                    ),
-                    None,
-                )
-            if near is not None:
-                rows.append(
-                    vars(pick)
-                    | {
-                        "role": "unused",
-                        "rank": rank,
-                        "reason": (
-                            f"near duplicate of {near} (difference hash within "
-                            f"{p.near_duplicate_distance} bits)"
-                        ),
-                    }
-                )
-            else:
-                eligible.append((rank, pick))
-        n_eval = _quota(p.evaluation.get(scene, p.default_evaluation), len(eligible))
-        n_cal = _quota(p.calibration.get(scene, p.default_calibration), len(eligible))
-        for rank, pick in eligible[:n_eval]:
-            rows.append(
-                vars(pick)
-                | {
-                    "role": "evaluation",
-                    "rank": rank,
-                    "reason": f"rank {rank} in the evaluation quota {n_eval} of {scene!r}",
-                }
-            )
-        rest = eligible[n_eval:]
-        if p.selection == "diversity" and rest:
-            feats = np.array([pk.feature for _, pk in rest])
-            feats = (feats - feats.mean(0)) / np.where(feats.std(0) > 0, feats.std(0), 1.0)
-            order = _k_center(feats, len(rest))  # full greedy order; quota and caps applied below
-            how = "k-center greedy over luminance features, position"
+        why = _ineligible(r, p)
+        if why:
+            rows.append(pick.row("unused", -1, why))
         else:
-            order = list(range(len(rest)))
-            how = "rank"
-        per_session: dict[str, int] = {}
-        taken: set[int] = set()
-        for position, idx in enumerate(order):
-            rank, pick = rest[idx]
-            if len(taken) >= n_cal:
-                break
-            if p.session_cap is not None and per_session.get(pick.session, 0) >= p.session_cap:
-                continue
-            per_session[pick.session] = per_session.get(pick.session, 0) + 1
-            taken.add(idx)
-            rows.append(
-                vars(pick)
-                | {
-                    "role": "calibration",
-                    "rank": rank,
-                    "reason": f"{how} {position} within the calibration quota {n_cal} of {scene!r}",
-                }
+            by_scene.setdefault(r["scene"], []).append(pick)
+    return by_scene, rows
+
+
+def _without_near_duplicates(
+    ranked: list[Pick], p: CurateParams, rows: list[Row]
+) -> list[tuple[int, Pick]]:
+    """(rank, pick) of the images that are no near duplicate of a better-ranked eligible one;
+    the others go to ``rows`` as unused."""
+    eligible: list[tuple[int, Pick]] = []
+    for rank, pick in enumerate(ranked):
+        near = None
+        if p.near_duplicate_distance and pick.dhash:
+            near = next(
+                (
+                    e.path
+                    for _, e in eligible
+                    if e.dhash and hamming(e.dhash, pick.dhash) <= p.near_duplicate_distance
+                ),
+                None,
             )
-        for idx, (rank, pick) in enumerate(rest):
-            if idx in taken:
-                continue
-            capped = p.session_cap is not None and per_session.get(pick.session, 0) >= p.session_cap
-            why = (
-                f"session {pick.session!r} reached curate.session_cap {p.session_cap}"
-                if capped and len(taken) < n_cal
-                else f"over quota for {scene!r} (evaluation {n_eval}, calibration {n_cal})"
-            )
-            rows.append(vars(pick) | {"role": "unused", "rank": rank, "reason": why})
-    for r in rows:
-        r.pop("dhash", None)
-        r.pop("feature", None)
-    rows.sort(key=lambda r: (str(r["role"]), str(r["scene"]), int(r["rank"]), str(r["path"])))
-    return pa.Table.from_pylist(rows, schema=CURATED_SCHEMA)
+        if near is None:
+            eligible.append((rank, pick))
+            continue
+        why = f"near duplicate of {near} (difference hash within {p.near_duplicate_distance} bits)"
+        rows.append(pick.row("unused", rank, why))
+    return eligible
 
 
-def _hamming(a: str, b: str) -> int:
-    return (int(a, 16) ^ int(b, 16)).bit_count()
+def _calibration_order(rest: list[tuple[int, Pick]], p: CurateParams) -> tuple[list[int], str]:
+    """The order in which calibration takes ``rest`` (indices), and how it was found."""
+    if p.selection == "diversity" and rest:
+        feats = np.array([pk.feature for _, pk in rest])
+        feats = (feats - feats.mean(0)) / np.where(feats.std(0) > 0, feats.std(0), 1.0)
+        order = _k_center(feats, len(rest))  # full greedy order; quota and caps applied later
+        return order, "k-center greedy over luminance features, position"
+    return list(range(len(rest))), "rank"
 
 
-def write(folder: Path, table: pa.Table) -> None:
+def _calibration(
+    scene: str, rest: list[tuple[int, Pick]], quotas: tuple[int, int], p: CurateParams
+) -> list[Row]:
+    """Calibration picks from ``rest`` (up to the quota, within the session cap), then a row
+    for every image of ``rest`` left out, with why."""
+    n_eval, n_cal = quotas
+    order, how = _calibration_order(rest, p)
+    rows: list[Row] = []
+    per_session: dict[str, int] = {}
+    taken: set[int] = set()
+    for position, idx in enumerate(order):
+        rank, pick = rest[idx]
+        if len(taken) >= n_cal:
+            break
+        if p.session_cap is not None and per_session.get(pick.session, 0) >= p.session_cap:
+            continue
+        per_session[pick.session] = per_session.get(pick.session, 0) + 1
+        taken.add(idx)
+        why = f"{how} {position} within the calibration quota {n_cal} of {scene!r}"
+        rows.append(pick.row("calibration", rank, why))
+    for idx, (rank, pick) in enumerate(rest):
+        if idx in taken:
+            continue
+        capped = p.session_cap is not None and per_session.get(pick.session, 0) >= p.session_cap
+        why = (
+            f"session {pick.session!r} reached curate.session_cap {p.session_cap}"
+            if capped and len(taken) < n_cal
+            else f"over quota for {scene!r} (evaluation {n_eval}, calibration {n_cal})"
+        )
+        rows.append(pick.row("unused", rank, why))
+    return rows
+
+
+def _curate_scene(scene: str, picks: list[Pick], p: CurateParams) -> list[Row]:
+    """One scene's rows: near duplicates, the evaluation quota by rank, then calibration."""
+    rows: list[Row] = []
+    ranked = sorted(picks, key=lambda x: (rank_key(p.seed, x.sha256), x.path))
+    eligible = _without_near_duplicates(ranked, p, rows)
+    n_eval = _quota(p.evaluation.get(scene, p.default_evaluation), len(eligible))
+    n_cal = _quota(p.calibration.get(scene, p.default_calibration), len(eligible))
+    for rank, pick in eligible[:n_eval]:
+        why = f"rank {rank} in the evaluation quota {n_eval} of {scene!r}"
+        rows.append(pick.row("evaluation", rank, why))
+    return rows + _calibration(scene, eligible[n_eval:], (n_eval, n_cal), p)
+
+
+def curate(manifest: pa.Table, p: CurateParams) -> pa.Table:
+    """The curation table (:data:`CURATED_SCHEMA`): every ok image of ``manifest`` with its
+    role and reason, sorted by role, scene, rank and path."""
+    by_scene, rows = _screen(manifest, p)
+    for scene in sorted(by_scene):
+        rows += _curate_scene(scene, by_scene[scene], p)
+    rows.sort(key=lambda r: (r.role, r.scene, r.rank, r.path))
+    return pa.Table.from_pylist([asdict(r) for r in rows], schema=CURATED_SCHEMA)
+
+
+def write(out: CurateOut, table: pa.Table) -> None:
     """``curated.parquet``: the picks, which the tensors stage reads; ``unused.parquet``: every
     other file with the reason it was left out (for audit; nothing downstream reads it, so
     captures that curation leaves out re-run nothing after curate)."""
     picked = pc.not_equal(table.column("role"), "unused")
-    write_parquet(folder / "curated.parquet", table.filter(picked))
-    write_parquet(folder / "unused.parquet", table.filter(pc.invert(picked)))
+    write_parquet(out.curated, table.filter(picked))
+    write_parquet(out.unused, table.filter(pc.invert(picked)))

@@ -2,33 +2,29 @@
 
 Layout: ``datasets/<source>/...`` where ``source`` is ``generic`` or ``vehicle``; field sessions
 live in ``datasets/vehicle/<session>/``. Each folder may hold a ``sidecar.json``
-(:mod:`pipeline.sidecar`). Decoding results are cached by content hash, so a re-run decodes only
-new or changed files; moved or renamed files hit the cache.
+(:mod:`pipeline.data.sidecars`). The walk (:mod:`pipeline.data.walk`) finds the files, each is
+hashed and decoded (:mod:`pipeline.data.decode`) on the compute engine, and the rows join what
+the sidecars and the scene rule say. Decoding results are cached by content hash, so a re-run
+decodes only new or changed files; moved or renamed files hit the cache.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import warnings
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
-from PIL import Image, UnidentifiedImageError
 
 from pipeline import engine
 from pipeline.atomic import write_json
+from pipeline.data.decode import DECODER_VERSION, Decoded, decode, extension_note
 from pipeline.data.scenes import AUTO_RULE, LumaStats, auto_scene
-from pipeline.data.sidecars import SIDECAR_NAME, Sidecar, read_sidecar
-from pipeline.errors import DataError
+from pipeline.data.sidecars import Sidecar, nearest_sidecar
+from pipeline.data.walk import Found, hash_file, os_reason, walk
 from pipeline.params import ComputeParams, IngestParams
-
-DECODER_VERSION = "3"  # bump when decode/statistics change, to invalidate the cache
-METADATA_FILES = {SIDECAR_NAME, "README.md", ".gitignore", ".gitkeep"}
 
 MANIFEST_SCHEMA = pa.schema(
     [
@@ -65,167 +61,6 @@ MANIFEST_SCHEMA = pa.schema(
     ],
     metadata={"fieldcal.manifest": "1"},
 )
-
-
-@dataclass
-class Decoded:
-    """What decoding one file's bytes tells; cached by (sha256, decode settings)."""
-
-    status: str
-    reason: str
-    format: str | None = None
-    mode: str | None = None
-    width: int | None = None
-    height: int | None = None
-    frames: int | None = None
-    luma: dict[str, float] = field(default_factory=dict)
-    dhash: str | None = None  # 64-bit difference hash, hex (near-duplicate detection)
-
-
-def dhash(gray: Image.Image) -> str:
-    """64-bit difference hash: 9x8 grey thumbnail, one bit per horizontal gradient sign.
-    Near-identical images differ in a few bits (Hamming distance)."""
-    small = np.asarray(gray.resize((9, 8), Image.Resampling.BILINEAR), dtype=np.int16)
-    bits = (small[:, 1:] > small[:, :-1]).ravel()
-    return f"{int(''.join('1' if b else '0' for b in bits), 2):016x}"
-
-
-def hamming(a: str, b: str) -> int:
-    return (int(a, 16) ^ int(b, 16)).bit_count()
-
-
-def _luma_stats(img: Image.Image, size: int) -> tuple[dict[str, float], str]:
-    from pipeline.data.tensors import to_rgb
-
-    rgb = to_rgb(img)
-    rgb.thumbnail((size, size), Image.Resampling.BILINEAR)
-    a = np.asarray(rgb, dtype=np.float64)
-    y = 0.299 * a[..., 0] + 0.587 * a[..., 1] + 0.114 * a[..., 2]
-    p01, p50, p99 = np.percentile(y, [1, 50, 99])
-    stats = asdict(
-        LumaStats(
-            mean=float(y.mean()),
-            std=float(y.std()),
-            p01=float(p01),
-            p50=float(p50),
-            p99=float(p99),
-            dark_frac=float((y <= 40).mean()),
-            bright_frac=float((y >= 245).mean()),
-        )
-    )
-    return stats, dhash(rgb.convert("L"))
-
-
-def decode(path: Path, p: IngestParams) -> Decoded:
-    """Decode one image fully (truncation shows here) and measure its luminance."""
-    Image.MAX_IMAGE_PIXELS = p.max_image_pixels
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                fmt, mode = img.format, img.mode
-                width, height = img.size
-                frames = int(getattr(img, "n_frames", 1))
-                if fmt == "JPEG":
-                    img.draft("RGB", (p.stats_size, p.stats_size))  # reduced-size DCT decode
-                img.load()
-                luma, phash = _luma_stats(img, p.stats_size)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        return Decoded("quarantined", f"decompression bomb: {err}")
-    except UnidentifiedImageError:
-        return Decoded("quarantined", "not an image Pillow can identify")
-    except (OSError, SyntaxError, ValueError) as err:
-        return Decoded("quarantined", f"cannot decode: {_why(err)}")
-    if width < 8 or height < 8:
-        return Decoded("quarantined", f"image is {width}x{height}; at least 8x8 is needed")
-    reason = f"{frames} frames: the first is used" if frames > 1 else ""
-    return Decoded("ok", reason, fmt, mode, width, height, frames, luma, phash)
-
-
-_EXPECTED_FORMAT = {
-    ".jpg": "JPEG",
-    ".jpeg": "JPEG",
-    ".png": "PNG",
-    ".gif": "GIF",
-    ".bmp": "BMP",
-    ".tif": "TIFF",
-    ".tiff": "TIFF",
-    ".webp": "WEBP",
-}
-
-
-def _extension_note(path: Path, fmt: str | None) -> str:
-    """A note when the name's extension disagrees with the content (kept out of the decode
-    cache, which is keyed by content: the same bytes may sit under two names)."""
-    ext = path.suffix.lower()
-    expected = _EXPECTED_FORMAT.get(ext)
-    return f"extension {ext} but content is {fmt}" if expected and fmt != expected else ""
-
-
-def _why(err: BaseException) -> str:
-    """An error's text without the file name (rows must not depend on where the tree lives)."""
-    if isinstance(err, OSError) and err.filename is not None and err.strerror:
-        return err.strerror
-    return str(err)
-
-
-@dataclass(frozen=True)
-class Found:
-    rel: str  # POSIX path relative to the datasets root
-    path: Path
-    source: str
-    session: str
-    problem: str  # non-empty: the file cannot be read at all
-
-
-def walk(root: Path, extensions: tuple[str, ...]) -> Iterator[Found]:
-    """Every file under ``root`` except metadata, sorted by path; links out of the tree flagged."""
-    if not root.is_dir():
-        raise DataError(f"datasets folder {root} does not exist; run `fieldcal demo init`")
-    root_real = root.resolve()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames.sort()
-        here = Path(dirpath)
-        for d in list(dirnames):
-            if d.startswith("."):
-                dirnames.remove(d)
-        for name in sorted(filenames):
-            if name in METADATA_FILES or name.startswith(".") or name.endswith(".dvc"):
-                continue
-            path = here / name
-            rel_parts = path.relative_to(root).parts
-            rel_bytes = os.fsencode(path.relative_to(root))
-            rel = rel_bytes.decode("utf-8", "backslashreplace")
-            source = rel_parts[0] if len(rel_parts) > 1 else "(root)"
-            session = rel_parts[1] if source == "vehicle" and len(rel_parts) > 2 else source
-            problem = ""
-            try:
-                rel_bytes.decode("utf-8")
-            except UnicodeDecodeError:
-                problem = "file name is not valid UTF-8; rename it"
-            if path.is_symlink():
-                target = path.resolve()
-                if not target.exists():
-                    problem = problem or "broken symbolic link"
-                elif not target.is_relative_to(root_real):
-                    problem = problem or f"symbolic link points outside {root}; refused"
-            if not problem and not path.is_file():  # follows in-tree links; False for FIFOs
-                problem = "not a regular file (FIFO, socket or device); refused"
-            if not problem and path.suffix.lower() not in extensions:
-                problem = f"skipped: extension {path.suffix or '(none)'!r} not in ingest.extensions"
-            if not problem and not os.access(path, os.R_OK):
-                problem = "file is not readable (permissions)"
-            yield Found(rel, path, source, session, problem)
-
-
-def _sha256(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
 
 
 def _cache_key(p: IngestParams) -> str:
@@ -317,27 +152,13 @@ def _process(args: tuple[Path, IngestParams, Path | None, str | None, int]) -> _
         sha, size = known_sha, known_size
     else:
         try:
-            sha, size = _sha256(path)
+            sha, size = hash_file(path)
         except OSError as err:
-            return _FileResult(None, 0, None, False, f"cannot read: {_why(err)}")
+            return _FileResult(None, 0, None, False, f"cannot read: {os_reason(err)}")
     if size == 0:
         return _FileResult(sha, 0, None, False, "empty file (0 bytes)")
     hit = cache is not None and (cache / _cache_key(p) / f"{sha}.json").is_file()
     return _FileResult(sha, size, _decode_cached(path, sha, p, cache), hit)
-
-
-def nearest_sidecar(
-    root: Path, folder: Path, seen: dict[Path, Sidecar | None]
-) -> tuple[Sidecar | None, Path]:
-    """The sidecar of ``folder`` or of its nearest ancestor below ``root`` (a session's sidecar
-    covers its subfolders; per-image keys are paths relative to the sidecar's folder)."""
-    here = folder
-    while True:
-        if here not in seen:
-            seen[here] = read_sidecar(here)
-        if seen[here] is not None or here == root or root not in here.parents:
-            return seen[here], here
-        here = here.parent
 
 
 @dataclass
@@ -347,36 +168,80 @@ class IngestResult:
     cached: int
 
 
-def ingest(
-    root: Path, p: IngestParams, cache: Path | None = None, cp: ComputeParams | None = None
-) -> IngestResult:
-    """Walk, hash and decode; rows in path order. Per-file work runs on ``cp``'s engine
-    (default: ``p.workers`` local processes, 0 = one per core)."""
-    found = list(walk(root, p.extensions))
+def _hash_and_decode(
+    found: Sequence[Found], p: IngestParams, cache: Path | None, cp: ComputeParams
+) -> list[_FileResult]:
+    """One result per readable file of ``found``, in order. Per-file work runs on ``cp``'s
+    engine (default: ``p.workers`` local processes, 0 = one per core)."""
     index = _StatIndex(cache / "stat-index.json" if cache is not None else None)
     # absolute paths: a cluster's workers do not share this process's working directory
     abs_cache = cache.absolute() if cache is not None else None
-    jobs = [(f.path.absolute(), p, abs_cache, *index.lookup(f)) for f in found if not f.problem]
+    jobs = [(f.path.absolute(), p, abs_cache, *index.lookup(f)) for f in found]
     # Files whose stat matched the index and whose decode is cached cost one small read: do
     # them here; only new or changed files go to the engine (workers, or a cluster).
     known = [_known(*j) for j in jobs]
     fresh = iter(
         engine.map_ordered(
-            _process,
-            [j for j, k in zip(jobs, known, strict=True) if not k],
-            cp or ComputeParams(),
-            p.workers,
+            _process, [j for j, k in zip(jobs, known, strict=True) if not k], cp, p.workers
         )
     )
     done = [_process(j) if k else next(fresh) for j, k in zip(jobs, known, strict=True)]
-    index.update([f for f in found if not f.problem], done)
-    results = iter(done)
+    index.update(found, done)
+    return done
+
+
+def _image_columns(f: Found, d: Decoded, meta: Sidecar | None, base: Path) -> dict[str, object]:
+    """A decoded file's columns: decode results, sidecar fields, luminance and scene."""
+    if d.status == "ok":
+        note = extension_note(f.path, d.format)
+        d = replace(d, reason="; ".join(filter(None, [note, d.reason])))
+    row: dict[str, object] = {
+        "status": d.status,
+        "reason": d.reason,
+        "format": d.format,
+        "mode": d.mode,
+        "width": d.width,
+        "height": d.height,
+        "frames": d.frames,
+        "dhash": d.dhash,
+    }
+    im = meta.for_image(f.path.relative_to(base).as_posix()) if meta is not None else None
+    if im is not None:
+        row |= {
+            "vehicle": im.vehicle,
+            "camera": im.camera,
+            "captured_at": im.captured_at,
+            "synthetic": im.synthetic,
+            "origin": im.source,
+            "licence": im.licence,
+        }
+    if d.luma:
+        row |= {
+            f"luma_{k}" if k in ("mean", "std", "p01", "p50", "p99") else k: v
+            for k, v in d.luma.items()
+        }
+    if d.status == "ok":
+        if im is not None and im.scene:
+            row |= {"scene": im.scene, "scene_origin": "sidecar", "scene_confidence": 1.0}
+        else:
+            scene, conf = auto_scene(LumaStats(**d.luma))
+            row |= {"scene": scene, "scene_origin": AUTO_RULE, "scene_confidence": conf}
+    return row
+
+
+def ingest(
+    root: Path, p: IngestParams, cache: Path | None = None, cp: ComputeParams | None = None
+) -> IngestResult:
+    """Walk, hash and decode; rows in path order. Per-file work runs on ``cp``'s engine
+    (default: ``p.workers`` local processes, 0 = one per core)."""
+    found = list(walk(root, p.extensions, p.allowed_roots))
+    readable = [f for f in found if not f.problem]
+    results = iter(_hash_and_decode(readable, p, cache, cp or ComputeParams()))
     rows: list[dict[str, object]] = []
     sidecars: dict[Path, Sidecar | None] = {}
     first_by_sha: dict[str, str] = {}
     decoded = cached = 0
     for f in found:
-        folder = f.path.parent
         row: dict[str, object] = {"path": f.rel, "source": f.source, "session": f.session}
         if f.problem:
             status = "skipped" if f.problem.startswith("skipped") else "quarantined"
@@ -390,42 +255,9 @@ def ingest(
             continue
         cached += r.from_cache
         decoded += not r.from_cache
-        d = r.decoded
-        if d.status == "ok":
-            note = _extension_note(f.path, d.format)
-            d = replace(d, reason="; ".join(filter(None, [note, d.reason])))
-        row |= {
-            "status": d.status,
-            "reason": d.reason,
-            "format": d.format,
-            "mode": d.mode,
-            "width": d.width,
-            "height": d.height,
-            "frames": d.frames,
-            "dhash": d.dhash,
-        }
-        meta, base = nearest_sidecar(root, folder, sidecars)
-        im = meta.for_image(f.path.relative_to(base).as_posix()) if meta is not None else None
-        if im is not None:
-            row |= {
-                "vehicle": im.vehicle,
-                "camera": im.camera,
-                "captured_at": im.captured_at,
-                "synthetic": im.synthetic,
-                "origin": im.source,
-                "licence": im.licence,
-            }
-        if d.luma:
-            row |= {
-                f"luma_{k}" if k in ("mean", "std", "p01", "p50", "p99") else k: v
-                for k, v in d.luma.items()
-            }
-        if d.status == "ok":
-            if im is not None and im.scene:
-                row |= {"scene": im.scene, "scene_origin": "sidecar", "scene_confidence": 1.0}
-            else:
-                scene, conf = auto_scene(LumaStats(**d.luma))
-                row |= {"scene": scene, "scene_origin": AUTO_RULE, "scene_confidence": conf}
+        meta, base = nearest_sidecar(root, f.path.parent, sidecars)
+        row |= _image_columns(f, r.decoded, meta, base)
+        if row["status"] == "ok":
             assert r.sha is not None
             if r.sha in first_by_sha:
                 row["duplicate_of"] = first_by_sha[r.sha]

@@ -11,7 +11,6 @@ thumbnail:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 AUTO_RULE = "auto:luma-v1"
 
@@ -36,38 +35,45 @@ def auto_scene(s: LumaStats) -> tuple[str, float]:
     return "day", min(1.0, 0.5 + (s.mean - 50.0) / 200.0)
 
 
-def set_scene(datasets: Path, pattern: str, scene: str, extensions: tuple[str, ...]) -> list[str]:
-    """Write ``scene`` as the per-image override in each matching image's folder sidecar.
-    Returns the paths changed. Images themselves are never touched."""
-    from fnmatch import fnmatchcase
+# Scenes the automatic rule can give: a setting for one of them is never a typo, even before
+# the first image of that scene arrives.
+AUTO_SCENES = ("backlight", "day", "night")
 
-    from pipeline.atomic import write_json
-    from pipeline.data.sidecars import SIDECAR_NAME, read_sidecar
-    from pipeline.errors import DataError
-    from pipeline.params import parse_params
 
-    if pattern.startswith("/") or ".." in pattern.split("/"):
-        raise DataError(f"pattern {pattern!r} must stay inside datasets/ (no '/' prefix, no '..')")
-    parse_params({"curate": {"calibration": {scene: 0}}})  # the scene-name rule, one message
-    from pipeline.data.ingest import nearest_sidecar
+@dataclass(frozen=True)
+class SceneNameCheck:
+    """Scene names used in params, judged against the data: ``errors`` for names no image,
+    sidecar or rule knows (almost surely typos), ``warnings`` for known scenes with no
+    images yet (the setting applies once they arrive)."""
 
-    seen: dict[Path, object] = {}
-    changed: dict[Path, list[str]] = {}
-    for path in sorted(datasets.rglob("*")):
-        rel = path.relative_to(datasets).as_posix()
-        if path.is_file() and path.suffix.lower() in extensions and fnmatchcase(rel, pattern):
-            side, base = nearest_sidecar(datasets, path.parent, seen)  # type: ignore[arg-type]
-            if side is None:  # no sidecar yet: the session's folder (or the image's) gets one
-                parts = path.relative_to(datasets).parts
-                base = datasets.joinpath(*parts[:2]) if parts[0] == "vehicle" else path.parent
-            changed.setdefault(base, []).append(path.relative_to(base).as_posix())
-    out = []
-    for folder, names in changed.items():
-        side = read_sidecar(folder)
-        data = side.model_dump(exclude_none=True) if side is not None else {}
-        images = data.setdefault("images", {})
+    errors: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+
+def check_scene_names(
+    used: dict[str, list[str]], with_images: set[str], declared: set[str]
+) -> SceneNameCheck:
+    """``used``: where (``curate.calibration``...) -> scene names set there; ``with_images``:
+    the scenes of the manifest's ok images; ``declared``: scenes the sidecars name."""
+    from difflib import get_close_matches
+
+    known = sorted(with_images | declared | set(AUTO_SCENES))
+    errors: list[str] = []
+    warnings: list[str] = []
+    for where, names in used.items():
         for name in names:
-            images.setdefault(name, {})["scene"] = scene
-            out.append((folder / name).relative_to(datasets).as_posix())
-        write_json(folder / SIDECAR_NAME, data)
-    return out
+            if name in with_images:
+                continue
+            if name in declared or name in AUTO_SCENES:
+                warnings.append(
+                    f"{where}.{name}: no images of scene {name!r} yet; the setting applies "
+                    "when they arrive"
+                )
+                continue
+            close = get_close_matches(name, known, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            errors.append(
+                f"{where}.{name}: unknown scene {name!r}.{hint} Known scenes: {', '.join(known)} "
+                "(from the ingested images, the sidecars and the automatic rule)"
+            )
+    return SceneNameCheck(tuple(errors), tuple(warnings))

@@ -187,7 +187,8 @@ def write_input_list(path: Path, lines: Sequence[Sequence[tuple[str, str]]]) -> 
 INDEX_SCHEMA = pa.schema(
     [
         pa.field("line", pa.int32(), nullable=False),  # 0-based line in input_list.txt
-        pa.field("raw", pa.string(), nullable=False),  # as written in input_list.txt
+        # the .raw file from the project root (absolute with tensors.list_paths: absolute)
+        pa.field("raw", pa.string(), nullable=False),
         pa.field("path", pa.string(), nullable=False),  # source image, relative to datasets/
         pa.field("sha256", pa.string(), nullable=False),
         pa.field("scene", pa.string(), nullable=False),
@@ -209,8 +210,10 @@ def build_role(
 ) -> pa.Table:
     """Write ``role_dir/raw/*.raw`` and ``role_dir/input_list.txt`` for curated ``rows``.
 
-    Paths in the list are relative to the current directory (the project root, where dvc and
-    the QNN tools run) or absolute, per ``p.list_paths``. Returns the index table.
+    Paths in the list are relative to the current directory (the project root, where dvc
+    runs), to ``role_dir`` (``list``: the folder is self-contained) or absolute, per
+    ``p.list_paths``; the index's ``raw`` column is the project-relative (or absolute) path
+    either way. Returns the index table.
     """
     raw_dir = role_dir / "raw"
     jobs = [TensorJob(r["sha256"], datasets / r["path"], f"{r['sha256'][:20]}.raw") for r in rows]
@@ -222,12 +225,13 @@ def build_role(
     lines: list[list[tuple[str, str]]] = []
     index: list[dict[str, Any]] = []
     for i, (r, raw) in enumerate(zip(rows, materialize(jobs, raw_dir, p, cache), strict=True)):
-        shown = str(raw.resolve()) if p.list_paths == "absolute" else raw.as_posix()
-        lines.append([(input_name, shown)])
+        project = str(raw.resolve()) if p.list_anchor == "absolute" else raw.as_posix()
+        listed = raw.relative_to(role_dir).as_posix() if p.list_anchor == "list" else project
+        lines.append([(input_name, listed)])
         index.append(
             {
                 "line": i,
-                "raw": shown,
+                "raw": project,
                 "path": r["path"],
                 "sha256": r["sha256"],
                 "scene": r["scene"],

@@ -31,9 +31,7 @@ from pipeline.quantization.encoding import (
     fake_quant_per_channel,
     quantize,
 )
-
-# Encodings lived here; re-exported until the branches importing it from here are merged.
-from pipeline.quantization.encodings import Encodings as Encodings
+from pipeline.quantization.encodings import Encodings
 from pipeline.quantization.htp_requant import accumulator_shift
 
 

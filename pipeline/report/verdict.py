@@ -16,9 +16,18 @@ from typing import Any
 
 from pipeline.layout import Layout
 
-# Remedies whose encodings do not depend on the scene (pipeline/analysis/remedies.py):
-# a16_all raises every activation, the same set in every scene.
-SHARED = ("generic", "union", "enhanced", "percentile", "a16_all")
+# Remedies whose encodings do not depend on the scene: the same list as
+# pipeline.analysis.candidates.SHARED (tests/test_report.py checks they agree).
+SHARED = (
+    "generic",
+    "union",
+    "enhanced",
+    "percentile",
+    "per_tensor_weights",
+    "per_channel_weights",
+    "search16_all_scenes",
+    "a16_all",
+)
 Remedies = Mapping[str, Mapping[str, Any]]
 
 
@@ -65,7 +74,8 @@ def ship(remedies: Remedies, lay: Layout) -> Ship:
         cost = next((r["cost"] for r in rows.values() if r is not None), "")
         tally.append((name, passing, cost))
         if len(passing) == len(scenes):
-            return Ship(name, name, cost, encodings_of(name, remedies, lay), passing, ())
+            # the remedies stage writes this configuration's encodings as the car's file
+            return Ship(name, name, cost, lay.remedies.ship, passing, ())
     if not tally:
         return Ship(None, None, "", None, (), tuple(scenes))
     best, passing, cost = max(tally, key=lambda t: len(t[1]))  # first of the most passing
