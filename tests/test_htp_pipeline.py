@@ -28,6 +28,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = make_project(tmp_path_factory.mktemp("htp_project"))
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["evaluate"]["backend"] = "qnn-htp"
+    # what the HTP does not touch, as small as it goes (the suite's own end-to-end covers it)
+    params["evaluate"].update(attribution=False, layerwise=False, sensitivity_layers=0)
+    params["stability"].update(sizes=[2], repeats=1)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return root
 

@@ -13,8 +13,9 @@ from pipeline.analysis.artifacts import (
     BackendVerdict,
     LayerAgreement,
     OutputMetric,
+    RemedyOnBackend,
+    RemedyRecheck,
 )
-from pipeline.analysis.htp_recheck import RemedyOnBackend, RemedyRecheck
 from pipeline.report import backends
 
 

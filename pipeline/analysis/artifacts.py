@@ -12,6 +12,7 @@ has no value (the layer rows of a run without attribution have no ``dominant``);
 | ``out/evaluate/layers.json`` | ``{scene: [LayerRow]}`` (:func:`read_layers`) |
 | ``out/coverage/coverage.json`` | ``{session: {scene: CoverageVerdict}}`` |
 | ``out/remedies/remedies.json`` | ``{scene: RemedyVerdict}`` (:func:`read_remedies`) |
+| ``out/remedies/recheck.json`` | :class:`RemedyRecheck` |
 | ``out/stability/stability.json`` | ``{group: StabilityRecord}`` |
 
 The worst-layer rule (which layer to blame) is :func:`worst_first`, used by every reader.
@@ -258,6 +259,30 @@ class BackendComparison(Artifact):
     verdicts_agree: bool
     scenes: dict[str, BackendScene]
     layers: list[LayerAgreement]
+
+
+class RemedyOnBackend(Artifact):
+    """A scene's chosen remedy on the embedded simulation and on the backend; ``error``: why
+    the backend could not run it (then no verdicts: e.g. the HTP rejects a Conv whose input
+    and output differ in bitwidth, which mixed 16-bit remedies make)."""
+
+    remedy: str
+    qdq_model: str
+    qdq_model_sha256: str
+    embedded: BackendVerdict | None
+    backend: BackendVerdict | None
+    verdicts_agree: bool | None
+    backend_vs_embedded_sqnr_db: float | None  # the lowest over the model outputs
+    error: str | None = None
+
+
+class RemedyRecheck(Artifact):
+    """``out/remedies/recheck.json`` (pipeline/analysis/htp_recheck.py): each scene's chosen
+    remedy on ``backend`` (None when evaluation is embedded only)."""
+
+    backend: str | None
+    versions: dict[str, str]
+    scenes: dict[str, RemedyOnBackend]
 
 
 class MetricsDocument(Artifact):

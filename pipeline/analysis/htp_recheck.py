@@ -13,13 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
-from pipeline.analysis.artifacts import Artifact, BackendVerdict
+from pipeline.analysis.artifacts import RemedyOnBackend, RemedyRecheck
 from pipeline.analysis.backend_compare import compared, evaluate_on_backend
-from pipeline.analysis.remedies import Found
 from pipeline.analysis.runs import EvalImage
 from pipeline.backends.base import Tensors
 from pipeline.backends.htp_runner import HtpModel
@@ -30,29 +30,8 @@ from pipeline.layout import RemediesOut
 from pipeline.params import Params
 from pipeline.quantization.encodings import Encodings
 
-
-class RemedyOnBackend(Artifact):
-    """A scene's chosen remedy on the embedded simulation and on the backend; ``error``: why
-    the backend could not run it (then no verdicts: e.g. the HTP rejects a Conv whose input
-    and output differ in bitwidth, which mixed 16-bit remedies make)."""
-
-    remedy: str
-    qdq_model: str
-    qdq_model_sha256: str
-    embedded: BackendVerdict | None
-    backend: BackendVerdict | None
-    verdicts_agree: bool | None
-    backend_vs_embedded_sqnr_db: float | None  # the lowest over the model outputs
-    error: str | None = None
-
-
-class RemedyRecheck(Artifact):
-    """``out/remedies/recheck.json``: ``backend`` None when evaluation is embedded only (the
-    QDQ models are still written)."""
-
-    backend: str | None
-    versions: dict[str, str]
-    scenes: dict[str, RemedyOnBackend]
+if TYPE_CHECKING:
+    from pipeline.analysis.remedies import Found
 
 
 @dataclass(frozen=True)
@@ -105,6 +84,15 @@ def _on_htp(
     for scene, c in sorted(chosen.items()):
         what = compared(view, c.encodings, layers=False)
         model = htp.open(out.qdq_model(scene))  # the deployable file itself
+        mixed = mixed_bitwidth_ops(view, c.encodings)
+        if mixed:  # known to fall back; finding out on the emulator takes minutes per model
+            why = (
+                f"not run: {len(mixed)} ops between 8- and 16-bit tensors "
+                f"({', '.join(mixed[:3])}, ...), which onnxruntime-qnn leaves to the CPU"
+            )
+            scenes[scene] = _failed(c.remedy, out.qdq_model(scene), model, why)
+            print(f"remedies: {scene}: {c.remedy} on the HTP: {why}")
+            continue
         sim = EmbeddedBackend(qp.round_mode).prepare(view, c.encodings, list(what.outputs))
 
         def reference(x: NDArray[np.float32]) -> tuple[Tensors, Tensors]:
@@ -118,7 +106,7 @@ def _on_htp(
         try:
             found, _ = evaluate_on_backend(xs, reference, model, what, ep, params.model.decoder)
         except HtpFallbackError as err:
-            scenes[scene] = _failed(c.remedy, out.qdq_model(scene), model, err)
+            scenes[scene] = _failed(c.remedy, out.qdq_model(scene), model, _first(err))
             print(f"remedies: {scene}: {c.remedy} does not run on the HTP: {_first(err)}")
             continue
         s = found[scene]
@@ -142,7 +130,7 @@ def _first(err: Exception) -> str:
     return f"{lines[0]} {nodes}".strip()
 
 
-def _failed(remedy: str, path: Path, model: HtpModel, err: Exception) -> RemedyOnBackend:
+def _failed(remedy: str, path: Path, model: HtpModel, why: str) -> RemedyOnBackend:
     return RemedyOnBackend(
         remedy=remedy,
         qdq_model=path.as_posix(),
@@ -151,7 +139,7 @@ def _failed(remedy: str, path: Path, model: HtpModel, err: Exception) -> RemedyO
         backend=None,
         verdicts_agree=None,
         backend_vs_embedded_sqnr_db=None,
-        error=_first(err),
+        error=why,
     )
 
 
@@ -166,3 +154,17 @@ def chosen_of(found: Found) -> dict[str, Chosen]:
 
 def read(path: Path) -> RemedyRecheck:
     return RemedyRecheck.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+def mixed_bitwidth_ops(view: ModelView, enc: Encodings) -> list[str]:
+    """Nodes whose quantized inputs and outputs do not all share one activation bitwidth (a
+    Conv from an 8-bit to a 16-bit tensor). onnxruntime-qnn 2.7.0 leaves such QDQ groups to
+    the CPU, so a model with any does not run on the HTP as exported; QNN's own converters
+    insert a Convert at such a boundary, fieldcal's QDQ export does not (yet)."""
+    out = []
+    for node in view.model.graph.node:
+        tensors = {view.fused_into.get(t, "") for t in (*node.input, *node.output)}
+        bits = {enc.activations[t].bitwidth for t in tensors if t in enc.activations}
+        if len(bits) > 1:
+            out.append(f"{node.op_type} {node.name or node.output[0]!r}")
+    return out

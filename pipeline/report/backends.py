@@ -9,8 +9,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from pipeline.analysis.artifacts import BackendComparison, BackendVerdict
-from pipeline.analysis.htp_recheck import RemedyRecheck
+from pipeline.analysis.artifacts import BackendComparison, BackendVerdict, RemedyRecheck
 from pipeline.layout import Layout
 from pipeline.report.numbers import percent
 from pipeline.report.tables import table
