@@ -249,10 +249,13 @@ class HtpRun:
 def compared(view: ModelView, enc: Encodings, layers: bool) -> Compared:
     """The view's outputs and (``layers``) its kept tensors other than the input."""
     kept = [t for t in view.kept_tensors if t != view.input_name and t in enc.activations]
+    ops = {t: view.producers.get(t, "?") for t in kept}
+    for op in view.weighted:  # a fused group by its Conv: "Conv+Relu"
+        ops[op.output] = op.op_type + ("+Relu" if op.output != op.conv_output else "")
     return Compared(
         outputs={o: enc.activations[o] for o in view.outputs},
         layers={t: enc.activations[t] for t in kept} if layers else {},
-        op_types={t: view.producers.get(t, "?") for t in kept},
+        op_types={t: ops[t] for t in kept},
     )
 
 

@@ -10,9 +10,10 @@ Backends:
 
 * ``embedded`` (:mod:`pipeline.backends.embedded`): fieldcal's simulation, a fake-quantized
   ONNX graph on onnxruntime's CPU provider. It returns every tensor asked for.
-* a QNN HTP backend (onnxruntime-qnn) fits the same protocol: ``prepare`` writes the QDQ ONNX
-  model of ``(view, enc)``, exposing the tensors asked for as graph outputs where it can, and
-  opens a session on the HTP; ``run`` feeds static-shape inputs. It may return only a subset of
+* ``qnn-htp`` (:mod:`pipeline.backends.htp_runner`): ``prepare`` exports the QDQ ONNX model of
+  ``(view, enc)``, exposing the tensors asked for as graph outputs, for a session on Qualcomm's
+  HTP (onnxruntime-qnn); ``run`` feeds static-shape inputs, ``run_many`` (:class:`BatchedModel`)
+  caches per image and runs in parallel processes. It may return only a subset of
   the tensors asked for (the model outputs at least): comparisons cover the tensors a backend
   returns, so a layer the HTP does not expose simply has no row for that backend.
 
