@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.data import doctor
+from tests.hostile import hostile_entries
 from tests.projects import BIN, env, make_project, run
-from tests.test_doctor import _hostile
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ def test_repro_quarantines_every_hostile_entry_then_restore(project, tmp_path):
     session = next(p for p in (project / "datasets/vehicle").iterdir() if p.is_dir())
     rel = session.relative_to(project / "datasets").as_posix()
     (tmp_path / "outside").mkdir()
-    kinds = _hostile(tmp_path / "scratch", tmp_path / "outside")
+    kinds = hostile_entries(tmp_path / "scratch", tmp_path / "outside")
     for name in os.listdir(os.fsencode(tmp_path / "scratch/vehicle/s1")):
         if name not in (b"ok.png", b"inside_link.png"):
             os.rename(

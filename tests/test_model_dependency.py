@@ -16,7 +16,16 @@ pytestmark = pytest.mark.slow
 
 # stages whose deps include ${model.path}, then what reads their outputs (report); ingest and
 # curate never read the model
-READERS = {"tensors", "quantize", "compile", "evaluate", "coverage", "remedies", "stability", "report"}
+READERS = {
+    "tensors",
+    "quantize",
+    "compile",
+    "evaluate",
+    "coverage",
+    "remedies",
+    "stability",
+    "report",
+}
 
 
 def _reproduce(project: Path) -> set[str]:

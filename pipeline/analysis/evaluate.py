@@ -45,8 +45,7 @@ def run_evaluation(
     opts = opts or EvalOptions()
     results = run_variants(view, enc, images, tp, opts, progress)
     if opts.sensitivity_layers:
-        sim = opts.simulation()
-        sensitivity.sweep(view, enc, images, tp, results, opts.sensitivity_layers, sim)
+        sensitivity.sweep(view, enc, images, tp, results, opts)
     return results
 
 

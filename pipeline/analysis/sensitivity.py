@@ -13,8 +13,7 @@ from functools import reduce
 
 from pipeline.analysis.artifacts import worst_first
 from pipeline.analysis.metrics import Comparison, LayerAcc, Reference, clip_bounds
-from pipeline.analysis.runs import EvalImage, SceneResult
-from pipeline.backends.embedded import EmbeddedBackend
+from pipeline.analysis.runs import EvalImage, EvalOptions, SceneResult
 from pipeline.data.tensors import read_raw
 from pipeline.graph.rewrite import with_outputs
 from pipeline.graph.runtime import Runner
@@ -63,10 +62,11 @@ def sweep(
     images: Sequence[EvalImage],
     tp: TensorsParams,
     results: dict[str, SceneResult],
-    layers: int,
-    sim: EmbeddedBackend,
+    opts: EvalOptions,
 ) -> None:
-    """Record in ``results[scene].sensitivity`` the sweep of the ``layers`` worst layers."""
+    """Record in ``results[scene].sensitivity`` the sweep of the ``opts.sensitivity_layers``
+    worst layers, on the embedded simulation."""
+    layers, sim = opts.sensitivity_layers, opts.simulation()
     refs = float_output_references(view, enc, images, tp)
     for layer in ranked_layers(view, results)[:layers]:
         others = frozenset(t for t in view.kept_tensors if t != layer)
