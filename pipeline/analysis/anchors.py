@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 
-from pipeline.analysis.artifacts import AnchorEstimate, SearchRecord
+from pipeline.analysis.remedy_artifacts import AnchorEstimate, SearchRecord
 
 BASIS = (
     "estimate from the documented algorithm applied to fieldcal's measured data, not a run "

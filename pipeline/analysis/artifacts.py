@@ -11,7 +11,7 @@ has no value (the layer rows of a run without attribution have no ``dominant``);
 | ``out/evaluate/metrics.json`` | :class:`MetricsDocument` (per scene :class:`SceneMetrics`) |
 | ``out/evaluate/layers.json`` | ``{scene: [LayerRow]}`` (:func:`read_layers`) |
 | ``out/coverage/coverage.json`` | ``{session: {scene: CoverageVerdict}}`` |
-| ``out/remedies/remedies.json`` | ``{scene: RemedyVerdict}`` (:func:`read_remedies`) |
+| ``out/remedies/remedies.json`` | ``{scene: RemedyVerdict}`` (:mod:`.remedy_artifacts`) |
 | ``out/remedies/recheck.json`` | :class:`RemedyRecheck` |
 | ``out/stability/stability.json`` | ``{group: StabilityRecord}`` |
 
@@ -317,95 +317,6 @@ class CoverageVerdict(Artifact):
     tensors: list[CoverageTensor]
 
 
-# ---------------------------------------------------------------- remedies.json
-
-
-class RemedyRow(Artifact):
-    """One remedy's oneshot metrics on a scene's evaluation images, against its gate."""
-
-    remedy: str
-    cost: str
-    output_sqnr_db: float
-    output_cosine: float
-    face_miss_rate: float | None
-    passes_gate: bool
-    failures: list[str]
-
-
-class SearchPoint(Artifact):
-    """One evaluated set of 16-bit tensors."""
-
-    tensors: list[str]
-    extra_bytes: int  # activation memory added per inference (batch 1): one byte per element
-    output_sqnr_db: float
-    output_cosine: float
-    face_miss_rate: float | None
-    passes_gate: bool
-
-
-class Removal(Artifact):
-    """Whether one tensor of the chosen set was tried out of it, and what that gave."""
-
-    tensor: str
-    gain_db: float | None  # alone at 16 bits (None: not measured)
-    tried: bool
-    set_size: int | None  # size of the set it was removed from (None: not tried)
-    output_sqnr_db_without: float | None
-    passes_without: bool | None
-    outcome: Literal["removed", "stays", "not tried"]
-    why: str
-
-
-class AnchorEstimate(Artifact):
-    """What another tool's documented algorithm would spend on the same gate, applied to
-    fieldcal's measured data (an estimate, not a run of that tool)."""
-
-    tool: str
-    evaluations: int
-    set_size: int | None
-    basis: str
-
-
-class SearchRecord(Artifact):
-    """What the search of one scene (or of every scene at once) did and found."""
-
-    budget: int
-    evaluations: int
-    candidates: int  # tensors upstream of the gated outputs (the others cannot change them)
-    not_upstream: list[str]  # seeds left out: no path from them to a gated output
-    seed_ranking: list[str]  # worst own (layerwise) error first
-    measured_gain_db: dict[str, float]  # tensor alone at 16 bits: output SQNR gain
-    chosen: list[str] | None  # the smallest passing set found; None: none within budget
-    why: str
-    removals: list[Removal]  # per tensor of the set found by bisection: tried out or why not
-    anchors: list[AnchorEstimate]  # AIMET / NNCF on the same gate, from their algorithms
-    pareto: list[SearchPoint]  # by extra bytes: each point beats every cheaper one's SQNR
-
-
-class CaptureProposal(Artifact):
-    """Field sessions clip this scene: add in-vehicle captures of it, this many."""
-
-    sessions: list[str]  # sessions whose coverage verdict clips in this scene
-    worst_clip: str  # "tensor 123 clips 0.0013 % (limit 0.0010 %)"
-    captures: int  # how many captures of the scene the stability curve asks for
-    why: str
-
-
-class RemedyVerdict(Artifact):
-    """A scene's remedies and the cheapest that passes (``chosen``; ``None`` when none does)."""
-
-    OMITTED_WHEN_NONE: ClassVar[frozenset[str]] = frozenset(
-        {"search", "search_all_scenes", "captures"}
-    )
-    gate: GateRecord
-    chosen: str | None
-    why: str
-    remedies: list[RemedyRow]
-    search: SearchRecord | None = None  # the fewest 16-bit activations for this scene
-    search_all_scenes: SearchRecord | None = None  # for every scene at once (one model)
-    captures: CaptureProposal | None = None  # coverage says the scene clips in the field
-
-
 # ---------------------------------------------------------------- stability.json
 
 
@@ -429,7 +340,8 @@ class StabilityRecord(Artifact):
 M = TypeVar("M")
 
 
-def _read(path: Path, adapter: TypeAdapter[M]) -> M:
+def read_as(path: Path, adapter: TypeAdapter[M]) -> M:
+    """A JSON file validated as ``adapter``'s type."""
     return adapter.validate_python(json.loads(path.read_text(encoding="utf-8")))
 
 
@@ -450,27 +362,22 @@ def write(path: Path, value: Artifact | Mapping[str, Any] | Sequence[Any]) -> No
 
 
 _LAYERS = TypeAdapter(dict[str, list[LayerRow]])
-_REMEDIES = TypeAdapter(dict[str, RemedyVerdict])
 _COVERAGE = TypeAdapter(dict[str, dict[str, CoverageVerdict]])
 _STABILITY = TypeAdapter(dict[str, StabilityRecord])
 _METRICS = TypeAdapter(MetricsDocument)
 
 
 def read_metrics(path: Path) -> MetricsDocument:
-    return _read(path, _METRICS)
+    return read_as(path, _METRICS)
 
 
 def read_layers(path: Path) -> dict[str, list[LayerRow]]:
-    return _read(path, _LAYERS)
-
-
-def read_remedies(path: Path) -> dict[str, RemedyVerdict]:
-    return _read(path, _REMEDIES)
+    return read_as(path, _LAYERS)
 
 
 def read_coverage(path: Path) -> dict[str, dict[str, CoverageVerdict]]:
-    return _read(path, _COVERAGE)
+    return read_as(path, _COVERAGE)
 
 
 def read_stability(path: Path) -> dict[str, StabilityRecord]:
-    return _read(path, _STABILITY)
+    return read_as(path, _STABILITY)

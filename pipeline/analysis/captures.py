@@ -10,8 +10,9 @@ the scene's calibration set, saying so.
 
 from __future__ import annotations
 
-from pipeline.analysis.artifacts import CaptureProposal, CoverageTensor
+from pipeline.analysis.artifacts import CoverageTensor
 from pipeline.analysis.candidates import FieldEvidence
+from pipeline.analysis.remedy_artifacts import CaptureProposal
 from pipeline.report.numbers import percent_beside
 
 

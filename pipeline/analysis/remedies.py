@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pipeline.analysis.artifacts import RemedyRow, RemedyVerdict, worst_rows
+from pipeline.analysis.artifacts import worst_rows
 from pipeline.analysis.candidates import (
     SHARED,
     CalImage,
@@ -46,6 +46,7 @@ from pipeline.analysis.captures import proposal
 from pipeline.analysis.evaluate import OneshotScorer
 from pipeline.analysis.gates import gate_failures, gate_for, gate_record
 from pipeline.analysis.precision import raise16
+from pipeline.analysis.remedy_artifacts import RemedyRow, RemedyVerdict
 from pipeline.analysis.runs import EvalImage
 from pipeline.analysis.search_scenes import ALL_SCENES, search16
 from pipeline.calibration.collect import Calibrator

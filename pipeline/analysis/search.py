@@ -32,9 +32,9 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from pipeline.analysis.artifacts import Removal, SearchPoint, SearchRecord
 from pipeline.analysis.detect import DECODERS, Agreement, Boxes
 from pipeline.analysis.metrics import Comparison, LayerAcc, Reference
+from pipeline.analysis.remedy_artifacts import Removal, SearchPoint, SearchRecord
 from pipeline.analysis.runs import EvalImage
 from pipeline.backends.base import Backend
 from pipeline.data.tensors import read_raw

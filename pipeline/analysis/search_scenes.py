@@ -15,11 +15,12 @@ from dataclasses import dataclass
 import onnx
 
 from pipeline.analysis.anchors import estimates
-from pipeline.analysis.artifacts import GateRecord, LayerRow, SearchRecord, worst_first, worst_rows
+from pipeline.analysis.artifacts import GateRecord, LayerRow, worst_first, worst_rows
 from pipeline.analysis.candidates import Inputs, Remedy, ranges_of
 from pipeline.analysis.evaluate import OneshotScorer
 from pipeline.analysis.gates import gate_for, gate_record, meets
 from pipeline.analysis.precision import raise16
+from pipeline.analysis.remedy_artifacts import SearchRecord
 from pipeline.analysis.runs import EvalImage
 from pipeline.analysis.search import OutputScorer, Score, Search, run_search
 from pipeline.analysis.summary import headline_outputs
