@@ -15,14 +15,8 @@ from pipeline.graph.view import ModelView, analyze
 from pipeline.params import TensorsParams
 from pipeline.quantization import encodings_json
 from pipeline.quantization.encodings import Encodings
-from pipeline.quantization.qdq import (
-    QdqExportError,
-    QParam,
-    count_bias_disagreements,
-    export_qdq,
-    read_back,
-    verify,
-)
+from pipeline.quantization.qdq import QdqExportError, count_bias_disagreements, export_qdq
+from pipeline.quantization.qdq_check import QParam, read_back, verify
 from pipeline.quantization.simulate import build_quantized_model
 from tests.qnn_models import calibrated, tiny_model
 

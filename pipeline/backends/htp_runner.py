@@ -37,7 +37,8 @@ from pipeline.backends.qnn_htp import BACKEND, HtpSession, SessionConfig, versio
 from pipeline.graph.view import ModelView
 from pipeline.quantization.encoding import RoundMode
 from pipeline.quantization.encodings import Encodings
-from pipeline.quantization.qdq import export_qdq, read_back, with_kept_outputs
+from pipeline.quantization.qdq import export_qdq, with_kept_outputs
+from pipeline.quantization.qdq_check import read_back
 
 Outputs = dict[str, NDArray[np.float32]]
 Arrays = dict[str, NDArray[np.generic]]  # one image's outputs as stored (see compact)
