@@ -343,52 +343,11 @@ def _format_validation(err: ValidationError, source: Path) -> str:
     return "\n".join(lines)
 
 
-# What dvc.yaml declares (as `params:` or `${...}`): DVC needs each of these in the file itself,
-# defaults or not (tests/test_params.py checks this list against dvc.yaml). `compute` is not
-# among them: its default (local processes) applies when it is absent.
-DVC_PARAMS = (
-    "paths",
-    "paths.datasets",
-    "model.path",
-    "model.decoder",
-    "ingest",
-    "ingest.allowed_roots",
-    "curate",
-    "curate.seed",
-    "tensors",
-    "tensors.height",
-    "tensors.width",
-    "quantize",
-    "quantize.fold_batchnorm",
-    "quantize.round_mode",
-    "evaluate",
-    "evaluate.gates",
-    "evaluate.worst_layers",
-    "coverage",
-    "coverage.clip_rate_max",
-    "remedies",
-    "stability",
-    "report",
-    "compile",
-)
-
-
-def missing_keys(data: dict[str, object]) -> list[str]:
-    """The keys of :data:`DVC_PARAMS` that ``data`` (params.yaml as read) lacks."""
-    missing = []
-    for key in DVC_PARAMS:
-        node: object = data
-        for part in key.split("."):
-            node = node.get(part) if isinstance(node, dict) and part in node else KeyError
-        if node is KeyError:
-            missing.append(key)
-    return missing
-
-
 def parse_params(data: object, source: Path = Path("params.yaml")) -> Params:
     if data is None or data == {}:
+        sections = ", ".join(Params.model_fields)
         raise ParamsError(
-            f"{source} is empty; fieldcal needs one section per stage ({', '.join(_SECTIONS)}). "
+            f"{source} is empty; fieldcal needs one section per stage ({sections}). "
             "Start from the project's params.yaml (README 'Params')"
         )
     if not isinstance(data, dict):
@@ -397,9 +356,6 @@ def parse_params(data: object, source: Path = Path("params.yaml")) -> Params:
         return Params.model_validate(data)
     except ValidationError as err:
         raise ParamsError(_format_validation(err, source)) from None
-
-
-_SECTIONS = tuple(k for k in DVC_PARAMS if "." not in k)
 
 
 def load_params(path: Path = Path("params.yaml")) -> Params:

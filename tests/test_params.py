@@ -66,7 +66,7 @@ def test_dvc_params_list_matches_dvc_yaml():
 
     import yaml
 
-    from pipeline.params import DVC_PARAMS
+    from pipeline.data.checks import DVC_PARAMS
 
     text = (ROOT / "dvc.yaml").read_text()
     keys = set(re.findall(r"\$\{([a-z_.]+)\}", text))

@@ -20,7 +20,48 @@ import yaml
 from pipeline.data.scenes import SceneNameCheck, check_scene_names
 from pipeline.data.sidecars import declared_scenes
 from pipeline.layout import Layout
-from pipeline.params import CurateParams, Params, load_params, missing_keys
+from pipeline.params import CurateParams, Params, load_params
+
+# What dvc.yaml declares (as `params:` or `${...}`): DVC needs each of these in the file itself,
+# defaults or not (tests/test_params.py checks this list against dvc.yaml). `compute` is not
+# among them: its default (local processes) applies when it is absent.
+DVC_PARAMS = (
+    "paths",
+    "paths.datasets",
+    "model.path",
+    "model.decoder",
+    "ingest",
+    "ingest.allowed_roots",
+    "curate",
+    "curate.seed",
+    "tensors",
+    "tensors.height",
+    "tensors.width",
+    "quantize",
+    "quantize.fold_batchnorm",
+    "quantize.round_mode",
+    "evaluate",
+    "evaluate.gates",
+    "evaluate.worst_layers",
+    "coverage",
+    "coverage.clip_rate_max",
+    "remedies",
+    "stability",
+    "report",
+    "compile",
+)
+
+
+def missing_keys(data: dict[str, object]) -> list[str]:
+    """The keys of :data:`DVC_PARAMS` that ``data`` (params.yaml as read) lacks."""
+    missing = []
+    for key in DVC_PARAMS:
+        node: object = data
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) and part in node else KeyError
+        if node is KeyError:
+            missing.append(key)
+    return missing
 
 
 def scene_names_used(p: CurateParams, gates: Iterable[str]) -> dict[str, list[str]]:
