@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import heapq
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,3 +133,34 @@ class _RangeReductions:
         nodes += self.pooled("GlobalMaxPool", "ReduceMax", neg, f"{neg}__max")
         nodes.append(helper.make_node("Neg", [f"{neg}__max"], [f"{name}__min"]))
         return nodes
+
+
+def toposort(
+    nodes: list[onnx.NodeProto], graph_input: str, inits: Iterable[onnx.TensorProto]
+) -> list[onnx.NodeProto]:
+    """``nodes`` in an order where every input is produced first (the graph input ``graph_input``
+    and the initializers ``inits`` are given). Kahn's algorithm, always taking the earliest ready
+    node in the given order, so the result is deterministic (and the given order itself when it
+    is already topological)."""
+    available = {graph_input, ""} | {i.name for i in inits}
+    waiting_on: dict[str, list[int]] = {}
+    missing = [0] * len(nodes)
+    for i, n in enumerate(nodes):
+        for x in set(n.input) - available:
+            waiting_on.setdefault(x, []).append(i)
+            missing[i] += 1
+    ready = [i for i, m in enumerate(missing) if m == 0]
+    heapq.heapify(ready)
+    ordered: list[onnx.NodeProto] = []
+    while ready:
+        i = heapq.heappop(ready)
+        ordered.append(nodes[i])
+        for out in nodes[i].output:
+            for j in waiting_on.pop(out, []):
+                missing[j] -= 1
+                if missing[j] == 0:
+                    heapq.heappush(ready, j)
+    if len(ordered) < len(nodes):
+        unresolved = sorted(waiting_on)
+        raise AssertionError(f"graph has unresolved inputs {unresolved[:5]}")
+    return ordered

@@ -31,7 +31,6 @@ Activations are uint8, or uint16 where the bitwidth is 16 (opset >= 21).
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterable
 
 import numpy as np
@@ -40,6 +39,7 @@ from numpy.typing import NDArray
 from onnx import TensorProto, helper, numpy_helper, version_converter
 
 from pipeline.errors import PipelineError
+from pipeline.graph.rewrite import toposort, with_outputs
 from pipeline.graph.view import ModelView, WeightedOp
 from pipeline.quantization.encoding import Encoding, RoundMode, onnx_zero_point, quantize
 from pipeline.quantization.encodings import Encodings
@@ -89,7 +89,7 @@ def export_qdq(
     inits: list[onnx.TensorProto] = []
     body, param_dqs, replaced = _rewire_weighted(view, enc, round_mode, inits)
     act_qdqs = _insert_activation_qdq(view, enc, body, inits)
-    nodes = _toposort(param_dqs + act_qdqs + body, view.input_name, [*graph.initializer, *inits])
+    nodes = toposort(param_dqs + act_qdqs + body, view.input_name, [*graph.initializer, *inits])
     used = {x for n in nodes for x in n.input}
     kept = [i for i in graph.initializer if i.name in used and i.name not in replaced]
     del graph.node[:]
@@ -305,41 +305,7 @@ def count_bias_disagreements(view: ModelView, enc: Encodings) -> int:
     return n
 
 
-def _toposort(
-    nodes: list[onnx.NodeProto], graph_input: str, inits: Iterable[onnx.TensorProto]
-) -> list[onnx.NodeProto]:
-    """Kahn's algorithm, earliest ready node first (the given order where already sorted)."""
-    available = {graph_input, ""} | {i.name for i in inits}
-    waiting_on: dict[str, list[int]] = {}
-    missing = [0] * len(nodes)
-    for i, n in enumerate(nodes):
-        for x in set(n.input) - available:
-            waiting_on.setdefault(x, []).append(i)
-            missing[i] += 1
-    ready = [i for i, m in enumerate(missing) if m == 0]
-    heapq.heapify(ready)
-    ordered: list[onnx.NodeProto] = []
-    while ready:
-        i = heapq.heappop(ready)
-        ordered.append(nodes[i])
-        for out in nodes[i].output:
-            for j in waiting_on.pop(out, []):
-                missing[j] -= 1
-                if missing[j] == 0:
-                    heapq.heappush(ready, j)
-    if len(ordered) < len(nodes):
-        raise ValueError(f"QDQ graph has unresolved inputs {sorted(waiting_on)[:5]}")
-    return ordered
-
-
 def with_kept_outputs(model: onnx.ModelProto, names: Iterable[str]) -> onnx.ModelProto:
     """A copy of a QDQ model that also returns ``names`` (DequantizeLinear outputs of kept
     tensors), the original outputs first: the comparable points of a per-layer comparison."""
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    existing = {o.name for o in m.graph.output}
-    for name in names:
-        if name not in existing:
-            m.graph.output.append(helper.make_empty_tensor_value_info(name))
-            existing.add(name)
-    return m
+    return with_outputs(model, list(names))

@@ -12,7 +12,6 @@ is half-to-even and onnxruntime may fuse it into integer kernels (design notes).
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -22,6 +21,7 @@ import onnx
 from numpy.typing import NDArray
 from onnx import helper, numpy_helper
 
+from pipeline.graph.rewrite import toposort
 from pipeline.graph.view import ModelView, WeightedOp
 from pipeline.quantization.encoding import (
     Encoding,
@@ -132,7 +132,7 @@ def build_quantized_model(
     used = {x for n in new_nodes for x in n.input}
     kept_inits = [i for i in graph.initializer if i.name in used]
     del graph.node[:]
-    graph.node.extend(_toposort(fq_nodes + new_nodes, view.input_name, new_inits + kept_inits))
+    graph.node.extend(toposort(fq_nodes + new_nodes, view.input_name, new_inits + kept_inits))
     del graph.initializer[:]
     graph.initializer.extend(kept_inits + new_inits)
     return model
@@ -228,35 +228,6 @@ def _expand(encs: list[Encoding], channels: int) -> list[Encoding]:
     return encs if len(encs) == channels else encs * channels
 
 
-def _toposort(
-    nodes: list[onnx.NodeProto], graph_input: str, inits: list[onnx.TensorProto]
-) -> list[onnx.NodeProto]:
-    """Kahn's algorithm, always taking the earliest ready node in the given order, so the result
-    is deterministic (and the given order itself when it is already topological)."""
-    available = {graph_input, ""} | {i.name for i in inits}
-    waiting_on: dict[str, list[int]] = {}
-    missing = [0] * len(nodes)
-    for i, n in enumerate(nodes):
-        for x in set(n.input) - available:
-            waiting_on.setdefault(x, []).append(i)
-            missing[i] += 1
-    ready = [i for i, m in enumerate(missing) if m == 0]
-    heapq.heapify(ready)
-    ordered: list[onnx.NodeProto] = []
-    while ready:
-        i = heapq.heappop(ready)
-        ordered.append(nodes[i])
-        for out in nodes[i].output:
-            for j in waiting_on.pop(out, []):
-                missing[j] -= 1
-                if missing[j] == 0:
-                    heapq.heappush(ready, j)
-    if len(ordered) < len(nodes):
-        unresolved = sorted(waiting_on)
-        raise AssertionError(f"graph has unresolved inputs {unresolved[:5]}")
-    return ordered
-
-
 def build_layerwise_model(
     view: ModelView,
     enc: Encodings,
@@ -298,7 +269,7 @@ def build_layerwise_model(
             clones.add(node, quantize_outputs)
     graph.initializer.extend(clones.new_inits)
     all_inits = list(graph.initializer)
-    nodes = _toposort(list(graph.node) + clones.new_nodes, view.input_name, all_inits)
+    nodes = toposort(list(graph.node) + clones.new_nodes, view.input_name, all_inits)
     del graph.node[:]
     graph.node.extend(nodes)
     for name in clones.outputs.values():
