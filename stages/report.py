@@ -5,6 +5,7 @@ import shutil
 from collections import Counter
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import TypeAdapter
 
@@ -29,7 +30,7 @@ def _compiled(lay: Layout) -> dict[str, Any] | None:
     return dict(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else None
 
 
-def _unused(manifest: pq.Table) -> list[UnusedFile]:
+def _unused(manifest: pa.Table) -> list[UnusedFile]:
     """The ingest manifest's rows whose status is not ``ok``."""
     rows = zip(*(manifest.column(c).to_pylist() for c in ("path", "status", "reason")), strict=True)
     return [UnusedFile(p, s, r) for p, s, r in rows if s != "ok"]
