@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.analysis import candidates
+from pipeline.analysis import advice, candidates
 from pipeline.analysis.advice import Advice
 from pipeline.analysis.artifacts import (
     CoverageVerdict,
@@ -17,6 +17,7 @@ from pipeline.analysis.artifacts import (
     StabilityRecord,
 )
 from pipeline.analysis.remedy_artifacts import RemedyVerdict
+from pipeline.atomic import write_json
 from pipeline.layout import Layout
 from pipeline.report import (
     ReportInputs,
@@ -344,3 +345,9 @@ def test_a_scene_no_remedy_saves_says_so_and_the_report_renders_without_remedies
     page = render_html("T", _inputs(remedies=None, stability=None, coverage={}), worst_n=1)
     assert "Remedies not evaluated; the quantize stage's encodings" in page
     assert "pass 1 of 2 scenes" in page and "No vehicle sessions checked" in page
+
+
+def test_advice_reads_back_what_the_evaluate_stage_writes(tmp_path: Path) -> None:
+    items = _inputs().advice
+    write_json(tmp_path / "advice.json", advice.to_json(items))
+    assert advice.read_advice(tmp_path / "advice.json") == list(items)
