@@ -3,21 +3,37 @@
 import json
 import shutil
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import TypeAdapter
 
 from pipeline import report
+from pipeline.analysis import artifacts
+from pipeline.analysis.advice import read_advice
+from pipeline.analysis.remedy_artifacts import read_remedies
 from pipeline.atomic import write_json, write_text
 from pipeline.layout import Layout
 from pipeline.params import Params
 from pipeline.report import backends, dvc_views, verdict
+from pipeline.report.actions import UnusedFile
 from pipeline.stage import run
 
+_RECHECK = TypeAdapter(artifacts.RemedyRecheck)
 
-def _json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
+
+def _compiled(lay: Layout) -> dict[str, Any] | None:
+    """``out/compile/manifest.json``: a plain dict, as pipeline/backends/qnn_compile.py writes
+    it (it has no model); None where the compile stage has not run."""
+    path = lay.compile.manifest
+    return dict(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else None
+
+
+def _unused(manifest: pa.Table) -> list[UnusedFile]:
+    """The ingest manifest's rows whose status is not ``ok``."""
+    rows = zip(*(manifest.column(c).to_pylist() for c in ("path", "status", "reason")), strict=True)
+    return [UnusedFile(p, s, r) for p, s, r in rows if s != "ok"]
 
 
 def main(params: Params) -> None:
@@ -25,16 +41,20 @@ def main(params: Params) -> None:
     index = pq.read_table(lay.tensors.calibration.index)
     manifest = pq.read_table(lay.ingest.manifest, columns=["path", "status", "reason"])
     inputs = report.ReportInputs(
-        metrics=_json(lay.evaluate.metrics),
-        layers=_json(lay.evaluate.layers),
+        metrics=artifacts.read_metrics(lay.evaluate.metrics),
+        layers=artifacts.read_layers(lay.evaluate.layers),
         calibration=dict(sorted(Counter(index.column("scene").to_pylist()).items())),
-        advice=_json(lay.evaluate.advice),
-        remedies=_json(lay.remedies.remedies),
-        stability=_json(lay.stability.stability),
-        coverage=_json(lay.coverage.coverage),
-        remedies_recheck=_json(lay.remedies.recheck) if lay.remedies.recheck.is_file() else None,
-        compiled=_json(lay.compile.manifest) if lay.compile.manifest.is_file() else None,
-        unused_files=[r for r in manifest.to_pylist() if r["status"] != "ok"],
+        advice=read_advice(lay.evaluate.advice),
+        remedies=read_remedies(lay.remedies.remedies),
+        stability=artifacts.read_stability(lay.stability.stability),
+        coverage=artifacts.read_coverage(lay.coverage.coverage),
+        remedies_recheck=(
+            artifacts.read_as(lay.remedies.recheck, _RECHECK)
+            if lay.remedies.recheck.is_file()
+            else None
+        ),
+        compiled=_compiled(lay),
+        unused_files=_unused(manifest),
         files=manifest.num_rows,
         layout=lay,
     )
@@ -49,7 +69,7 @@ def write_dvc_views(lay: Layout, inputs: report.ReportInputs, shipped: str | Non
     for folder in (lay.report.metrics, lay.report.plots):
         shutil.rmtree(folder, ignore_errors=True)  # this stage's own outputs: no stale file
     files = dvc_views.metrics_files(inputs.metrics, inputs.remedies, shipped)
-    files |= backends.metrics_files(inputs.metrics, inputs.remedies_recheck)
+    files |= backends.metrics_files(inputs.metrics.backends or {}, inputs.remedies_recheck)
     for name, values in sorted(files.items()):
         write_json(lay.report.metrics / name, values)
     write_text(lay.report.plots / "layers.csv", dvc_views.layers_csv(inputs.layers))

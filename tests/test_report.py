@@ -8,7 +8,16 @@ from typing import Any
 
 import pytest
 
-from pipeline.analysis import candidates
+from pipeline.analysis import advice, candidates
+from pipeline.analysis.advice import Advice
+from pipeline.analysis.artifacts import (
+    CoverageVerdict,
+    LayerRow,
+    MetricsDocument,
+    StabilityRecord,
+)
+from pipeline.analysis.remedy_artifacts import RemedyVerdict
+from pipeline.atomic import write_json
 from pipeline.layout import Layout
 from pipeline.report import (
     ReportInputs,
@@ -18,6 +27,7 @@ from pipeline.report import (
     render_markdown,
     sqnr_chart,
 )
+from pipeline.report.actions import UnusedFile
 from pipeline.report.numbers import percent, percent_beside, rate, wilson
 from pipeline.report.verdict import SHARED, next_steps, ship
 
@@ -36,11 +46,13 @@ def _row(name: str, cos: float, passes: bool, cost: str = "c") -> dict[str, Any]
     }
 
 
-def _remedies(night_union: bool = True) -> dict[str, Any]:
+def _remedies_doc(night_union: bool = True) -> dict[str, Any]:
+    """remedies.json as the remedies stage writes it (tests edit it, then read it typed)."""
     gate = {"cosine_min": 0.99}
     return {
         "day": {
             "chosen": "mixed16_4",
+            "why": "w",
             "gate": gate,
             "remedies": [
                 _row("union", 0.97, False, "30 calibration images, all scenes"),
@@ -50,6 +62,7 @@ def _remedies(night_union: bool = True) -> dict[str, Any]:
         },
         "night": {
             "chosen": "union" if night_union else "a16_all",
+            "why": "w",
             "gate": gate,
             "remedies": [
                 _row("union", 0.995 if night_union else 0.9, night_union),
@@ -60,7 +73,15 @@ def _remedies(night_union: bool = True) -> dict[str, Any]:
     }
 
 
-def _metrics() -> dict[str, Any]:
+def _verdicts(doc: dict[str, Any]) -> dict[str, RemedyVerdict]:
+    return {s: RemedyVerdict.model_validate(v) for s, v in doc.items()}
+
+
+def _remedies(night_union: bool = True) -> dict[str, RemedyVerdict]:
+    return _verdicts(_remedies_doc(night_union))
+
+
+def _metrics() -> MetricsDocument:
     def scene(passed: bool, faces: int, missed: int) -> dict[str, Any]:
         return {
             "images": 4,
@@ -84,33 +105,41 @@ def _metrics() -> dict[str, Any]:
             },
         }
 
-    return {
-        "passed": False,
-        "run": {
-            "model": "models/m.onnx",
-            "model_sha256": "ab" * 32,
-            "backend": "embedded",
-            "activations": "tf 8-bit",
-            "weights": "symmetric 8-bit per-channel",
-            "bias_bitwidth": 32,
-            "sqnr_signal": "golden",
-        },
-        "scenes": {"day": scene(False, 1, 1), "night": scene(True, 0, 0)},
-    }
-
-
-def _layers() -> dict[str, list[dict[str, Any]]]:
-    def row(i: int, name: str, op: str, db: float) -> dict[str, Any]:
-        return {
-            "layer_index": i,
-            "layer": name,
-            "op_type": op,
-            "sqnr_db": db,
-            "sqnr_layerwise_db": db + 5,
-            "cosine": 0.99,
-            "clip_rate": 0.0,
-            "worst_image": "x.jpg",
+    return MetricsDocument.model_validate(
+        {
+            "passed": False,
+            "run": {
+                "model": "models/m.onnx",
+                "model_sha256": "ab" * 32,
+                "backend": "embedded",
+                "activations": "tf 8-bit",
+                "weights": "symmetric 8-bit per-channel",
+                "bias_bitwidth": 32,
+                "sqnr_signal": "golden",
+            },
+            "scenes": {"day": scene(False, 1, 1), "night": scene(True, 0, 0)},
         }
+    )
+
+
+def _layers() -> dict[str, list[LayerRow]]:
+    def row(i: int, name: str, op: str, db: float) -> LayerRow:
+        return LayerRow(
+            layer_index=i,
+            layer=name,
+            op_type=op,
+            sqnr_db=db,
+            sqnr_golden_db=db,
+            sqnr_inference_db=db,
+            mean_image_sqnr_db=db,
+            sqnr_layerwise_db=db + 5,
+            cosine=0.99,
+            mse=0.0,
+            max_abs_error=0.0,
+            clip_rate=0.0,
+            worst_image="x.jpg",
+            worst_image_sqnr_db=db,
+        )
 
     rows = [row(0, "input.1", "Input", 414.0), row(1, "a", "Conv", 20.0)]
     rows += [
@@ -121,9 +150,9 @@ def _layers() -> dict[str, list[dict[str, Any]]]:
     return {"day": rows, "night": rows}
 
 
-def _stability() -> dict[str, Any]:
-    def curve(n: int, points: list[tuple[int, float]], enough: int) -> dict[str, Any]:
-        return {
+def _stability() -> dict[str, StabilityRecord]:
+    def curve(n: int, points: list[tuple[int, float]], enough: int) -> StabilityRecord:
+        doc = {
             "images": n,
             "enough": enough,
             "tolerance": 0.05,
@@ -133,6 +162,7 @@ def _stability() -> dict[str, Any]:
                 for k, c in points
             ],
         }
+        return StabilityRecord.model_validate(doc)
 
     return {
         "day": curve(16, [(8, 0.23), (16, 0.0)], 16),
@@ -142,12 +172,13 @@ def _stability() -> dict[str, Any]:
 
 def _inputs(**over: Any) -> ReportInputs:
     advice = [
-        {"kind": "channels_not_multiple_of_32", "layer": "head", "figure": 2.0, "message": "m"},
-        {"kind": "channels_not_multiple_of_32", "layer": "a", "figure": 24.0, "message": "m"},
-        {"kind": "channels_not_multiple_of_32", "layer": "b", "figure": 24.0, "message": "m"},
-        {"kind": "per_channel_spread", "layer": "w1", "figure": 0.04, "message": "x (keep it)."},
-        {"kind": "long_tail", "layer": "b", "figure": 0.2, "message": "tail"},
+        Advice("channels_not_multiple_of_32", "head", 2.0, "m"),
+        Advice("channels_not_multiple_of_32", "a", 24.0, "m"),
+        Advice("channels_not_multiple_of_32", "b", 24.0, "m"),
+        Advice("per_channel_spread", "w1", 0.04, "x (keep it)."),
+        Advice("long_tail", "b", 0.2, "tail"),
     ]
+    night = CoverageVerdict(images=12, requantize="yes", reason="clips", tensors=[])
     base: dict[str, Any] = {
         "layout": LAY,
         "metrics": _metrics(),
@@ -156,10 +187,8 @@ def _inputs(**over: Any) -> ReportInputs:
         "advice": advice,
         "remedies": _remedies(),
         "stability": _stability(),
-        "coverage": {"s1": {"night": {"images": 12, "requantize": "yes", "reason": "clips"}}},
-        "unused_files": [
-            {"path": "vehicle/s1/bad.jpg", "status": "quarantined", "reason": "truncated"}
-        ],
+        "coverage": {"s1": {"night": night}},
+        "unused_files": [UnusedFile("vehicle/s1/bad.jpg", "quarantined", "truncated")],
         "files": 47,
     }
     return ReportInputs(**(base | over))
@@ -212,16 +241,16 @@ def test_the_report_and_the_remedies_stage_agree_on_what_is_shared() -> None:
 
 
 def test_ship_union_points_at_the_car_file() -> None:
-    r = _remedies()
+    r = _remedies_doc()
     r["day"]["remedies"][0]["passes_gate"] = True
-    s = ship(r, LAY)
+    s = ship(_verdicts(r), LAY)
     assert (s.remedy, s.encodings) == ("union", Path("out/remedies/encodings/ship.json"))
 
 
 def test_nothing_ships_when_no_shared_configuration_passes_everywhere() -> None:
-    r = _remedies()
+    r = _remedies_doc()
     r["night"]["remedies"][2]["passes_gate"] = False
-    s = ship(r, LAY)
+    s = ship(_verdicts(r), LAY)
     # union and a16_all each pass one scene: the cheaper is the closest
     assert (s.remedy, s.best, s.failing) == (None, "union", ("day",))
 
@@ -306,13 +335,19 @@ def test_dvc_plot_tables_have_a_series_column_and_no_input_row() -> None:
 
 
 def test_a_scene_no_remedy_saves_says_so_and_the_report_renders_without_remedies() -> None:
-    r = _remedies()
+    r = _remedies_doc()
     for row in r["day"]["remedies"]:
         row["passes_gate"] = False
     r["day"]["chosen"] = None
-    steps = next_steps(["day"], r, None)
+    steps = next_steps(["day"], _verdicts(r), None)
     assert [s.action for s in steps] == ["no remedy passes: revisit the model"]
     assert "a16_all: output cosine 0.9990" in steps[0].evidence  # the closest one
     page = render_html("T", _inputs(remedies=None, stability=None, coverage={}), worst_n=1)
     assert "Remedies not evaluated; the quantize stage's encodings" in page
     assert "pass 1 of 2 scenes" in page and "No vehicle sessions checked" in page
+
+
+def test_advice_reads_back_what_the_evaluate_stage_writes(tmp_path: Path) -> None:
+    items = _inputs().advice
+    write_json(tmp_path / "advice.json", advice.to_json(items))
+    assert advice.read_advice(tmp_path / "advice.json") == list(items)

@@ -3,8 +3,6 @@ re-checked, and DVC metrics for both backends."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from pipeline.analysis.artifacts import (
     BackendAgreement,
     BackendComparison,
@@ -52,11 +50,12 @@ def _comparison() -> BackendComparison:
     )
 
 
-def _metrics() -> dict[str, Any]:
-    return {"backends": {"qnn-htp": _comparison().to_json()}}
+def _metrics() -> dict[str, BackendComparison]:
+    """metrics.json's ``backends`` block."""
+    return {"qnn-htp": _comparison()}
 
 
-def _recheck() -> dict[str, Any]:
+def _recheck() -> RemedyRecheck:
     r = RemedyOnBackend(
         remedy="mixed16_4",
         qdq_model="out/remedies/qdq/night.qdq.onnx",
@@ -66,7 +65,7 @@ def _recheck() -> dict[str, Any]:
         verdicts_agree=True,
         backend_vs_embedded_sqnr_db=30.2,
     )
-    return RemedyRecheck(backend="qnn-htp", versions={}, scenes={"night": r}).to_json()
+    return RemedyRecheck(backend="qnn-htp", versions={}, scenes={"night": r})
 
 
 def test_section_puts_embedded_and_htp_columns_side_by_side() -> None:
@@ -83,7 +82,7 @@ def test_section_puts_embedded_and_htp_columns_side_by_side() -> None:
 
 
 def test_section_without_a_backend_says_embedded_only() -> None:
-    assert "Embedded simulation only" in backends.section({"scenes": {}}, None)
+    assert "Embedded simulation only" in backends.section({}, None)
 
 
 def test_dvc_metrics_name_the_backend_in_the_one_shape() -> None:

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import TypeAdapter
 
-from pipeline.analysis.artifacts import LayerRow
+from pipeline.analysis.artifacts import LayerRow, read_as
 from pipeline.graph.view import ModelView, WeightedOp
 
 SPREAD_THRESHOLD = 0.10
@@ -144,3 +146,11 @@ def long_tails(layer_rows: Mapping[str, Sequence[LayerRow]], act_mode: str) -> l
 
 def to_json(items: Sequence[Advice]) -> list[dict[str, Any]]:
     return [asdict(a) for a in items]
+
+
+_ADVICE = TypeAdapter(list[Advice])
+
+
+def read_advice(path: Path) -> list[Advice]:
+    """``out/evaluate/advice.json`` as written from :func:`to_json`."""
+    return read_as(path, _ADVICE)

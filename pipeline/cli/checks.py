@@ -8,7 +8,6 @@ quarantined file would be a surprise; a script that wants the verdict says so wi
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -45,15 +44,14 @@ CheckOpt = Annotated[
 def gate(root: RootOpt = Path("."), params: ParamsOpt = None) -> None:
     """Exit 3 with one line per scene under its gate (reads the evaluate stage's metrics)."""
     _, path = stage_output(root, params, "evaluate", "metrics.json")
-    from pydantic import TypeAdapter, ValidationError
+    from pydantic import ValidationError
 
-    from pipeline.analysis.artifacts import SceneMetrics
+    from pipeline.analysis.artifacts import read_metrics
     from pipeline.analysis.gates import gate_failures
 
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        scenes = TypeAdapter(dict[str, SceneMetrics]).validate_python(doc["scenes"])
-    except (ValueError, KeyError, TypeError) as err:  # JSON or pydantic (a ValueError)
+        scenes = read_metrics(path).scenes
+    except (ValueError, TypeError) as err:  # JSON or pydantic (a ValueError)
         first = err.errors()[0]["loc"] if isinstance(err, ValidationError) else err
         raise fail(
             f"{path} is not a metrics file this fieldcal reads ({first}); run `dvc repro` to "

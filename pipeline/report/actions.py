@@ -7,13 +7,25 @@ import html
 import itertools
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from pipeline.analysis.advice import Advice
+from pipeline.analysis.artifacts import CoverageVerdict, LayerRow
 from pipeline.report import verdict
 from pipeline.report.numbers import percent
 from pipeline.report.tables import table
 
 CHANNEL_BLOCK = 32  # HTP vector units work on 32-channel blocks (pipeline/analysis/advice.py)
+
+
+@dataclass(frozen=True)
+class UnusedFile:
+    """A row of the ingest manifest whose status is not ``ok``."""
+
+    path: str
+    status: str
+    reason: str
 
 
 def ship_box(s: verdict.Ship, scenes: int) -> str:
@@ -58,12 +70,12 @@ def steps_list(steps: Sequence[verdict.Step], failing_now: int) -> str:
     )
 
 
-def coverage(cov: Mapping[str, Mapping[str, Mapping[str, Any]]] | None) -> str:
+def coverage(cov: Mapping[str, Mapping[str, CoverageVerdict]] | None) -> str:
     """Per vehicle session and scene: do the current encodings cover it?"""
     if not cov:
         return "<p>No vehicle sessions checked (coverage.json is empty).</p>"
     rows = [
-        [session, scene, v["images"], v["requantize"], v["reason"]]
+        [session, scene, v.images, v.requantize, v.reason]
         for session, scenes in sorted(cov.items())
         for scene, v in sorted(scenes.items())
     ]
@@ -75,12 +87,12 @@ def coverage(cov: Mapping[str, Mapping[str, Mapping[str, Any]]] | None) -> str:
     return lead + table(["session", "scene", "images", "requantize", "reason"], rows)
 
 
-def quarantined(rows: Sequence[Mapping[str, Any]], files: int) -> str:
+def quarantined(rows: Sequence[UnusedFile], files: int) -> str:
     """Files ingest did not use, with the reason."""
     if not rows:
         return f"<p>None: all {files} files under datasets/ were used.</p>"
     lead = f"<p>{len(rows)} of {files} files not used; fix or remove them.</p>"
-    body = [[r["path"], r["status"], r["reason"]] for r in rows]
+    body = [[r.path, r.status, r.reason] for r in rows]
     return lead + table(["file", "status", "reason"], body)
 
 
@@ -91,37 +103,35 @@ def _padding(channels: float) -> float:
     )
 
 
-def _heads(layer_rows: Sequence[Mapping[str, Any]], outputs: set[str]) -> set[str]:
+def _heads(layer_rows: Sequence[LayerRow], outputs: set[str]) -> set[str]:
     """Layers that are a model output or feed one directly (the next layer in order): their
     channel counts are set by the task."""
-    ordered = sorted(layer_rows, key=lambda r: int(r["layer_index"]))
+    ordered = sorted(layer_rows, key=lambda r: r.layer_index)
     heads = set(outputs)
     for a, b in itertools.pairwise(ordered):
-        if b["layer"] in outputs:
-            heads.add(str(a["layer"]))
+        if b.layer in outputs:
+            heads.add(a.layer)
     return heads
 
 
 def readiness(
-    items: Sequence[Mapping[str, Any]],
-    layer_rows: Sequence[Mapping[str, Any]],
+    items: Sequence[Advice],
+    layer_rows: Sequence[LayerRow],
     outputs: set[str],
 ) -> str:
     """Advice that calls for an action first, ranked by impact; what needs none on one line."""
     if not items:
         return "<p>Nothing to flag.</p>"
-    own = {str(r["layer"]): float(r.get("sqnr_layerwise_db", r["sqnr_db"])) for r in layer_rows}
+    own = {r.layer: r.blame_sqnr_db for r in layer_rows}
     heads = _heads(layer_rows, outputs)
-    keep = [a for a in items if a["kind"] == "per_channel_spread" and "keep it" in a["message"]]
-    head_items = [
-        a for a in items if a["kind"] == "channels_not_multiple_of_32" and a["layer"] in heads
-    ]
+    keep = [a for a in items if a.kind == "per_channel_spread" and "keep it" in a.message]
+    head_items = [a for a in items if a.kind == "channels_not_multiple_of_32" and a.layer in heads]
     grouped = {id(a) for a in keep + head_items}
-    act = [a for a in items if id(a) not in grouped and a["kind"] != "channels_not_multiple_of_32"]
-    act.sort(key=lambda a: (own.get(str(a["layer"]), math.inf), str(a["layer"])))
-    rows = [[a["kind"], a["layer"], _figure(a, own), a["message"]] for a in act]
+    act = [a for a in items if id(a) not in grouped and a.kind != "channels_not_multiple_of_32"]
+    act.sort(key=lambda a: (own.get(a.layer, math.inf), a.layer))
+    rows = [[a.kind, a.layer, _figure(a, own), a.message] for a in act]
     rows += _channel_rows(
-        [a for a in items if id(a) not in grouped and a["kind"] == "channels_not_multiple_of_32"]
+        [a for a in items if id(a) not in grouped and a.kind == "channels_not_multiple_of_32"]
     )
     out = [
         "<p>Ranked: accuracy items first, by the layer's own measured SQNR (lowest first); "
@@ -132,13 +142,13 @@ def readiness(
     if rows:
         out.append(table(["kind", "layers", "figure", "advice"], rows))
     if head_items:
-        counts = ", ".join(f"{a['layer']} ({int(a['figure'])})" for a in head_items)
+        counts = ", ".join(f"{a.layer} ({int(a.figure)})" for a in head_items)
         out.append(
             f"<p><b>Unavoidable</b>: {len(head_items)} head layer(s) whose channel counts the "
             f"task sets: {html.escape(counts)}. Padding them costs little; nothing to do.</p>"
         )
     if keep:
-        layers = ", ".join(str(a["layer"]) for a in keep)
+        layers = ", ".join(a.layer for a in keep)
         out.append(
             f"<p><b>Already right</b>: {len(keep)} weight(s) whose channels differ widely in "
             f"range are quantized per channel, as they should be: {html.escape(layers)}.</p>"
@@ -146,11 +156,11 @@ def readiness(
     return "".join(out)
 
 
-def _channel_rows(items: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+def _channel_rows(items: Sequence[Advice]) -> list[list[Any]]:
     """One row per output channel count, most padding first."""
     by_count: dict[int, list[str]] = {}
     for a in items:
-        by_count.setdefault(int(a["figure"]), []).append(str(a["layer"]))
+        by_count.setdefault(int(a.figure), []).append(a.layer)
     rows: list[list[Any]] = []
     for c in sorted(by_count, key=lambda c: (-_padding(c), c)):
         layers = by_count[c]
@@ -174,10 +184,10 @@ def _channel_rows(items: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
     return rows
 
 
-def _figure(a: Mapping[str, Any], own: Mapping[str, float]) -> str:
-    if a["kind"] == "channels_not_multiple_of_32":
-        return f"{int(a['figure'])} channels out, {percent(_padding(a['figure']))} padding"
-    if a["kind"] in ("per_channel_spread", "long_tail"):
-        extra = f"; own SQNR {own[a['layer']]:.1f} dB" if a["layer"] in own else ""
-        return f"{percent(float(a['figure']))}{extra}"
-    return f"{a['figure']:g}"
+def _figure(a: Advice, own: Mapping[str, float]) -> str:
+    if a.kind == "channels_not_multiple_of_32":
+        return f"{int(a.figure)} channels out, {percent(_padding(a.figure))} padding"
+    if a.kind in ("per_channel_spread", "long_tail"):
+        extra = f"; own SQNR {own[a.layer]:.1f} dB" if a.layer in own else ""
+        return f"{percent(float(a.figure))}{extra}"
+    return f"{a.figure:g}"

@@ -7,23 +7,12 @@ import html
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import TypeAdapter
-
 from pipeline.analysis.artifacts import BackendComparison, BackendVerdict, RemedyRecheck
 from pipeline.layout import Layout
 from pipeline.report.numbers import percent
 from pipeline.report.tables import table
 
-_BACKENDS = TypeAdapter(dict[str, BackendComparison])
-
-
-def comparisons(metrics: Mapping[str, Any]) -> dict[str, BackendComparison]:
-    """``metrics.json``'s ``backends`` block, typed (empty without one)."""
-    return _BACKENDS.validate_python(metrics.get("backends") or {})
-
-
-def recheck(doc: Mapping[str, Any] | None) -> RemedyRecheck | None:
-    return RemedyRecheck.model_validate(doc) if doc else None
+Comparisons = Mapping[str, BackendComparison]  # metrics.json's ``backends`` (empty: none)
 
 
 def _gate(v: BackendVerdict) -> str:
@@ -154,9 +143,8 @@ def _remedies(rc: RemedyRecheck | None) -> str:
     return f"<h3>Chosen remedies on {html.escape(rc.backend)}</h3>" + table(headers, rows)
 
 
-def section(metrics: Mapping[str, Any], remedies_recheck: Mapping[str, Any] | None) -> str:
+def section(found: Comparisons, remedies_recheck: RemedyRecheck | None) -> str:
     """The whole section; one paragraph when evaluation ran on the embedded simulation only."""
-    found = comparisons(metrics)
     if not found:
         return (
             "<p>Embedded simulation only (evaluate.backend: embedded). With "
@@ -174,7 +162,7 @@ def section(metrics: Mapping[str, Any], remedies_recheck: Mapping[str, Any] | No
             f"<h3>Per layer: embedded vs {html.escape(name)}</h3>",
             _layers(name, b),
         ]
-    parts.append(_remedies(recheck(remedies_recheck)))
+    parts.append(_remedies(remedies_recheck))
     parts.append(
         "<p>Coverage verdicts stay on the embedded simulation: clip rates compare float "
         "activations with the encodings' ranges and do not depend on the backend; the local "
@@ -183,10 +171,10 @@ def section(metrics: Mapping[str, Any], remedies_recheck: Mapping[str, Any] | No
     return "".join(parts)
 
 
-def markdown(metrics: Mapping[str, Any]) -> list[str]:
+def markdown(found: Comparisons) -> list[str]:
     """Summary lines: per scene, the headline SQNR and the gate on each backend."""
     lines: list[str] = []
-    for name, b in sorted(comparisons(metrics).items()):
+    for name, b in sorted(found.items()):
         lines += [
             "",
             f"On **{name}** (QAIRT {b.versions.get('qairt', '?')}, onnxruntime-qnn "
@@ -206,7 +194,7 @@ def markdown(metrics: Mapping[str, Any]) -> list[str]:
 
 
 def metrics_files(
-    metrics: Mapping[str, Any], remedies_recheck: Mapping[str, Any] | None
+    found: Comparisons, rc: RemedyRecheck | None
 ) -> dict[str, dict[str, float | bool]]:
     """DVC metrics of the real backend, in :mod:`pipeline.report.dvc_views`' one shape:
     ``<scene>.<backend>.json`` (the quantize stage's encodings) and
@@ -217,10 +205,9 @@ def metrics_files(
 
     out = {
         f"{s}.{name}.json": one(sc.backend)
-        for name, b in comparisons(metrics).items()
+        for name, b in found.items()
         for s, sc in b.scenes.items()
     }
-    rc = recheck(remedies_recheck)
     if rc is not None and rc.backend is not None:
         for s, r in rc.scenes.items():
             if r.backend is not None:

@@ -10,7 +10,9 @@ import html
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+
+from pipeline.analysis.artifacts import LayerRow
+from pipeline.analysis.remedy_artifacts import RemedyVerdict
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 GATE_COLOR = "#444"
@@ -104,7 +106,7 @@ def _ticks(lo: float, hi: float, step: float) -> list[float]:
 
 
 def sqnr_chart(
-    layer_rows: Mapping[str, Sequence[Mapping[str, Any]]],
+    layer_rows: Mapping[str, Sequence[LayerRow]],
     gate_db: float | None = None,
     width: int = 960,
     height: int = 360,
@@ -113,9 +115,9 @@ def sqnr_chart(
     left out (it scores hundreds of dB and would flatten the curves)."""
     series = {
         s: [
-            (int(r["layer_index"]), float(r["sqnr_db"]), str(r["layer"]), str(r["op_type"]))
+            (r.layer_index, r.sqnr_db, r.layer, r.op_type)
             for r in rows
-            if r["op_type"] != "Input" and math.isfinite(float(r["sqnr_db"]))
+            if not r.is_input and math.isfinite(r.sqnr_db)
         ]
         for s, rows in sorted(layer_rows.items())
     }
@@ -161,7 +163,7 @@ def _distance(cosine: float) -> float:
 
 
 def remedies_chart(
-    remedies: Mapping[str, Mapping[str, Any]], width: int = 960, height: int = 340
+    remedies: Mapping[str, RemedyVerdict], width: int = 960, height: int = 340
 ) -> str:
     """Every remedy's output cosine distance (1 - cosine, log scale, lower is better), one
     marker per scene, with each scene's cosine gate as a dashed line. On a linear cosine axis
@@ -171,10 +173,10 @@ def remedies_chart(
         return ""
     order: list[str] = []
     for s in scenes:
-        order += [r["remedy"] for r in remedies[s]["remedies"] if r["remedy"] not in order]
-    values = [_distance(float(r["output_cosine"])) for s in scenes for r in remedies[s]["remedies"]]
-    gates = {s: remedies[s]["gate"].get("cosine_min") for s in scenes}
-    bounds = sorted({float(g) for g in gates.values() if g is not None})
+        order += [r.remedy for r in remedies[s].remedies if r.remedy not in order]
+    values = [_distance(r.output_cosine) for s in scenes for r in remedies[s].remedies]
+    gates = {s: remedies[s].gate.cosine_min for s in scenes}
+    bounds = sorted({g for g in gates.values() if g is not None})
     ys = values + [_distance(g) for g in bounds]
     y_lo, y_hi = math.floor(min(ys)), max(0, math.ceil(max(ys)))
     f = Frame(width, height, -0.5, len(order) - 0.5, y_lo, y_hi, bottom=70)
@@ -197,15 +199,15 @@ def remedies_chart(
     width_step = 0.5 / len(scenes)
     for i, s in enumerate(scenes):
         color = COLORS[i % len(COLORS)]
-        for r in remedies[s]["remedies"]:
-            x = order.index(r["remedy"]) - 0.25 + width_step * (i + 0.5)
-            cos = float(r["output_cosine"])
-            verdict = "passes" if r["passes_gate"] else "fails"
-            filled = color if r["passes_gate"] else "white"
+        for r in remedies[s].remedies:
+            x = order.index(r.remedy) - 0.25 + width_step * (i + 0.5)
+            cos = r.output_cosine
+            verdict = "passes" if r.passes_gate else "fails"
+            filled = color if r.passes_gate else "white"
             parts.append(
                 f'<circle cx="{f.sx(x):.1f}" cy="{f.sy(_distance(cos)):.1f}" r="5" '
                 f'fill="{filled}" stroke="{color}" stroke-width="2"><title>{html.escape(s)}: '
-                f"{html.escape(r['remedy'])}, cosine {cos:.4f}, {verdict} its gate</title></circle>"
+                f"{html.escape(r.remedy)}, cosine {cos:.4f}, {verdict} its gate</title></circle>"
             )
     parts.append(f.legend(scenes))
     parts.append(

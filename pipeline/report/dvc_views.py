@@ -18,6 +18,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pipeline.analysis.artifacts import LayerRow, MetricsDocument, StabilityRecord
+from pipeline.analysis.remedy_artifacts import RemedyVerdict
+
 Metric = dict[str, float | bool]
 
 
@@ -26,7 +29,7 @@ def _metric(cosine: float, sqnr_db: float, passes: bool) -> Metric:
 
 
 def metrics_files(
-    metrics: Mapping[str, Any], remedies: Mapping[str, Any] | None, shipped: str | None
+    metrics: MetricsDocument, remedies: Mapping[str, RemedyVerdict] | None, shipped: str | None
 ) -> dict[str, Metric]:
     """File name (under the report's metrics folder) -> its metrics, sorted by name.
 
@@ -35,17 +38,17 @@ def metrics_files(
     its worst cosine and SQNR over the scenes, and whether it passes every scene's gate.
     """
     out = {
-        f"{scene}.json": _metric(m["output_cosine"], m["output_sqnr_db"], m["gate"]["passed"])
-        for scene, m in metrics["scenes"].items()
+        f"{scene}.json": _metric(m.output_cosine, m.output_sqnr_db, bool(m.gate.passed))
+        for scene, m in metrics.scenes.items()
     }
     for scene, v in (remedies or {}).items():
-        for r in v["remedies"]:
-            out[f"{scene}.{r['remedy']}.json"] = _metric(
-                r["output_cosine"], r["output_sqnr_db"], r["passes_gate"]
+        for r in v.remedies:
+            out[f"{scene}.{r.remedy}.json"] = _metric(
+                r.output_cosine, r.output_sqnr_db, r.passes_gate
             )
     rows = [
         out[f"{scene}.json" if shipped is None else f"{scene}.{shipped}.json"]
-        for scene in metrics["scenes"]
+        for scene in metrics.scenes
     ]
     out["ship.json"] = _metric(
         min(float(r["cosine"]) for r in rows),
@@ -63,22 +66,22 @@ def _csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return buf.getvalue()
 
 
-def layers_csv(layers: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+def layers_csv(layers: Mapping[str, Sequence[LayerRow]]) -> str:
     """Accumulated SQNR per layer, one series per scene, the model input left out."""
     rows = [
-        [scene, r["layer_index"], r["layer"], r["op_type"], r["sqnr_db"]]
+        [scene, r.layer_index, r.layer, r.op_type, r.sqnr_db]
         for scene, rs in sorted(layers.items())
         for r in rs
-        if r["op_type"] != "Input" and math.isfinite(float(r["sqnr_db"]))
+        if not r.is_input and math.isfinite(r.sqnr_db)
     ]
     return _csv(["series", "layer_index", "layer", "op_type", "sqnr_db"], rows)
 
 
-def stability_csv(stability: Mapping[str, Any] | None) -> str:
+def stability_csv(stability: Mapping[str, StabilityRecord] | None) -> str:
     """Scale change against the calibration subset size, one series per group."""
     rows = [
-        [g, pt["images"], pt["p95_scale_change"], pt["output_sqnr_db"]]
+        [g, pt.images, pt.p95_scale_change, pt.output_sqnr_db]
         for g, v in sorted((stability or {}).items())
-        for pt in v["curve"]
+        for pt in v.curve
     ]
     return _csv(["series", "images", "p95_scale_change", "output_sqnr_db"], rows)

@@ -10,8 +10,18 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from pipeline.analysis.advice import Advice
+from pipeline.analysis.artifacts import (
+    CoverageVerdict,
+    LayerRow,
+    MetricsDocument,
+    RemedyRecheck,
+    StabilityRecord,
+)
+from pipeline.analysis.remedy_artifacts import RemedyVerdict
 from pipeline.layout import Layout
 from pipeline.report import actions, backends, charts, sections, verdict
+from pipeline.report.actions import UnusedFile
 
 TEMPLATE = "template.html"
 
@@ -21,16 +31,17 @@ class ReportInputs:
     """What the report stage reads, as loaded from the earlier stages' outputs."""
 
     layout: Layout  # where the paths the verdict names live
-    metrics: Mapping[str, Any]  # out/evaluate/metrics.json
-    layers: Mapping[str, Sequence[Mapping[str, Any]]]  # out/evaluate/layers.json
+    metrics: MetricsDocument  # out/evaluate/metrics.json
+    layers: Mapping[str, Sequence[LayerRow]]  # out/evaluate/layers.json
     calibration: Mapping[str, int]  # calibration images per scene
-    advice: Sequence[Mapping[str, Any]] = ()
-    remedies: Mapping[str, Any] | None = None
-    stability: Mapping[str, Any] | None = None
-    coverage: Mapping[str, Any] | None = None
-    remedies_recheck: Mapping[str, Any] | None = None  # out/remedies/recheck.json
-    compiled: Mapping[str, Any] | None = None  # out/compile/manifest.json
-    unused_files: Sequence[Mapping[str, Any]] = ()  # manifest rows whose status is not "ok"
+    advice: Sequence[Advice] = ()  # out/evaluate/advice.json
+    remedies: Mapping[str, RemedyVerdict] | None = None  # out/remedies/remedies.json
+    stability: Mapping[str, StabilityRecord] | None = None  # out/stability/stability.json
+    coverage: Mapping[str, Mapping[str, CoverageVerdict]] | None = None  # out/coverage/...
+    remedies_recheck: RemedyRecheck | None = None  # out/remedies/recheck.json
+    # out/compile/manifest.json: the compile stage writes it as a plain dict (no model yet)
+    compiled: Mapping[str, Any] | None = None
+    unused_files: Sequence[UnusedFile] = ()  # manifest rows whose status is not "ok"
     files: int = 0  # every file ingest saw
 
 
@@ -39,23 +50,22 @@ def _template() -> string.Template:
     return string.Template(text)
 
 
-def _failing(metrics: Mapping[str, Any]) -> list[str]:
-    return [s for s, m in sorted(metrics["scenes"].items()) if not m["gate"]["passed"]]
+def _failing(metrics: MetricsDocument) -> list[str]:
+    return [s for s, m in sorted(metrics.scenes.items()) if not m.gate.passed]
 
 
-def _outputs(metrics: Mapping[str, Any]) -> set[str]:
-    return {o for m in metrics["scenes"].values() for o in m.get("outputs", {})}
+def _outputs(metrics: MetricsDocument) -> set[str]:
+    return {o for m in metrics.scenes.values() for o in m.outputs}
 
 
-def _sqnr_gate(metrics: Mapping[str, Any]) -> float | None:
-    bounds = {m["gate"].get("sqnr_min_db") for m in metrics["scenes"].values()}
-    bounds.discard(None)
+def _sqnr_gate(metrics: MetricsDocument) -> float | None:
+    bounds = {b for m in metrics.scenes.values() if (b := m.gate.sqnr_min_db) is not None}
     return max(bounds) if bounds else None
 
 
 def render_html(title: str, inputs: ReportInputs, worst_n: int) -> str:
     """The whole report: ``template.html`` filled with one block per section."""
-    metrics, scenes, info = inputs.metrics, inputs.metrics["scenes"], inputs.metrics["run"]
+    metrics, scenes, info = inputs.metrics, inputs.metrics.scenes, inputs.metrics.run
     failing = _failing(metrics)
     if inputs.remedies:
         ship = verdict.ship(inputs.remedies, inputs.layout)
@@ -68,20 +78,21 @@ def render_html(title: str, inputs: ReportInputs, worst_n: int) -> str:
             f"{len(scenes) - len(failing)} of {len(scenes)} scenes.</p>"
         )
         steps = []
-    first_scene = next(iter(sorted(inputs.layers.items())), ("", []))[1]
+    first_scene: Sequence[LayerRow] = next(iter(sorted(inputs.layers.items())), ("", []))[1]
+    found = metrics.backends or {}
     return _template().substitute(
         title=html.escape(title),
-        model=html.escape(info["model"]),
-        model_sha256=info["model_sha256"],
-        backend=html.escape(info["backend"]),
-        activations=html.escape(info["activations"]),
-        weights=html.escape(info["weights"]),
-        bias_bitwidth=info["bias_bitwidth"],
-        sqnr_signal=html.escape(info["sqnr_signal"]),
+        model=html.escape(info.model),
+        model_sha256=info.model_sha256,
+        backend=html.escape(info.backend),
+        activations=html.escape(info.activations),
+        weights=html.escape(info.weights),
+        bias_bitwidth=info.bias_bitwidth,
+        sqnr_signal=html.escape(info.sqnr_signal),
         verdict=ship_html,
         next_steps=actions.steps_list(steps, len(failing)),
         per_scene=sections.per_scene(scenes),
-        backends=backends.section(metrics, inputs.remedies_recheck)
+        backends=backends.section(found, inputs.remedies_recheck)
         + backends.compiled(inputs.compiled, inputs.layout),
         coverage=actions.coverage(inputs.coverage),
         quarantined=actions.quarantined(inputs.unused_files, inputs.files),
@@ -97,9 +108,7 @@ def render_html(title: str, inputs: ReportInputs, worst_n: int) -> str:
     )
 
 
-def render_markdown(
-    title: str, metrics: Mapping[str, Any], ship: verdict.Ship | None = None
-) -> str:
+def render_markdown(title: str, metrics: MetricsDocument, ship: verdict.Ship | None = None) -> str:
     lines = [f"# {title}", ""]
     if ship is not None and ship.remedy is not None:
         where = f"`{ship.encodings}`" if ship.encodings is not None else "(encodings not written)"
@@ -120,20 +129,19 @@ def render_markdown(
         "| its own SQNR dB | gate |",
         "|---|---:|---:|---:|---:|---|---:|---|",
     ]
-    for s, m in sorted(metrics["scenes"].items()):
-        faces = m.get("faces")
-        miss = f"{faces['missed']} of {faces['float_faces']}" if faces else "n/a"
-        own = m.get("worst_layer_own_sqnr_db", m["worst_layer_sqnr_db"])
+    for s, m in sorted(metrics.scenes.items()):
+        faces = m.faces
+        miss = f"{faces.missed} of {faces.float_faces}" if faces is not None else "n/a"
         lines.append(
-            f"| {s} | {m['images']} | {m['output_sqnr_db']:.2f} | {m['output_cosine']:.6f} | "
-            f"{miss} | {m['worst_layer']} | {own:.2f} | "
-            f"{'pass' if m['gate']['passed'] else 'FAIL'} |"
+            f"| {s} | {m.images} | {m.output_sqnr_db:.2f} | {m.output_cosine:.6f} | "
+            f"{miss} | {m.worst_layer} | {m.worst_layer_blame_sqnr_db:.2f} | "
+            f"{'pass' if m.gate.passed else 'FAIL'} |"
         )
-    lines += backends.markdown(metrics)
-    info = metrics["run"]
+    lines += backends.markdown(metrics.backends or {})
+    info = metrics.run
     lines += [
         "",
-        f"Model sha256 `{info['model_sha256']}`, backend `{info['backend']}`, "
-        f"activations {info['activations']}, weights {info['weights']}.",
+        f"Model sha256 `{info.model_sha256}`, backend `{info.backend}`, "
+        f"activations {info.activations}, weights {info.weights}.",
     ]
     return "\n".join(lines) + "\n"

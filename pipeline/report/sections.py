@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping, Sequence
-from typing import Any
 
+from pipeline.analysis.artifacts import LayerRow, SceneMetrics, StabilityRecord
+from pipeline.analysis.remedy_artifacts import RemedyRow, RemedyVerdict
 from pipeline.report.numbers import TOO_FEW, percent, rate
 from pipeline.report.tables import table
 from pipeline.report.verdict import settled, unsettled_text
 
-Scenes = Mapping[str, Mapping[str, Any]]
-LayerRows = Mapping[str, Sequence[Mapping[str, Any]]]
+Scenes = Mapping[str, SceneMetrics]
+LayerRows = Mapping[str, Sequence[LayerRow]]
+
+
+def _or_na(v: float | str | None) -> float | str:
+    """A value that was not measured (absent from the stage output) shows as ``n/a``."""
+    return "n/a" if v is None else v
+
+
+def _sort_db(r: LayerRow, own: bool) -> float:
+    """The worst-layers order: by own (layerwise) SQNR when every row has it, else by the
+    accumulated SQNR."""
+    return r.sqnr_layerwise_db if own and r.sqnr_layerwise_db is not None else r.sqnr_db
 
 
 def per_scene(scenes: Scenes) -> str:
@@ -19,15 +31,15 @@ def per_scene(scenes: Scenes) -> str:
     rows = [
         [
             s,
-            m["images"],
-            m["output_sqnr_db"],
-            m["output_cosine"],
-            m["worst_layer"],
-            m.get("worst_layer_own_sqnr_db", "n/a"),
-            m["worst_layer_sqnr_db"],
-            percent(m["worst_layer_clip_rate"]),
-            m["worst_layer_dominant"],
-            "pass" if m["gate"]["passed"] else "FAIL",
+            m.images,
+            m.output_sqnr_db,
+            m.output_cosine,
+            m.worst_layer,
+            _or_na(m.worst_layer_own_sqnr_db),
+            m.worst_layer_sqnr_db,
+            percent(m.worst_layer_clip_rate),
+            m.worst_layer_dominant,
+            "pass" if m.gate.passed else "FAIL",
         ]
         for s, m in sorted(scenes.items())
     ]
@@ -51,15 +63,15 @@ def faces(scenes: Scenes) -> str:
     rows = [
         [
             s,
-            f["float_faces"],
-            f["quantized_faces"],
-            rate(f["missed"], f["float_faces"], "faces missed"),
-            f["spurious"],
-            f["mean_iou"] if f["mean_iou"] is not None else "n/a",
-            ", ".join(f["images_with_miss"]) or "-",
+            f.float_faces,
+            f.quantized_faces,
+            rate(f.missed, f.float_faces, "faces missed"),
+            f.spurious,
+            _or_na(f.mean_iou),
+            ", ".join(f.images_with_miss) or "-",
         ]
         for s, m in sorted(scenes.items())
-        if (f := m.get("faces")) is not None
+        if (f := m.faces) is not None
     ]
     if not rows:
         return "<p>No task decoder for this model: output-level metrics only.</p>"
@@ -98,21 +110,21 @@ def worst_layers(layer_rows: LayerRows, worst_n: int) -> str:
         "worst image",
     ]
     for scene, rows in sorted(layer_rows.items()):
-        inner = [r for r in rows if r["op_type"] != "Input"]
-        key = "sqnr_layerwise_db" if all("sqnr_layerwise_db" in r for r in inner) else "sqnr_db"
-        worst = sorted(inner, key=lambda r: (r[key], r["layer"]))[:worst_n]
+        inner = [r for r in rows if not r.is_input]
+        own = all(r.sqnr_layerwise_db is not None for r in inner)
+        worst = sorted(inner, key=lambda r: (_sort_db(r, own), r.layer))[:worst_n]
         cells = [
             [
-                r["layer"],
-                r["op_type"],
-                r.get("sqnr_layerwise_db", "n/a"),
-                r["sqnr_db"],
-                r["cosine"],
-                percent(r["clip_rate"]),
-                r.get("sqnr_weights_only_db", "n/a"),
-                r.get("sqnr_activations_only_db", "n/a"),
-                r.get("dominant", "n/a"),
-                r["worst_image"],
+                r.layer,
+                r.op_type,
+                _or_na(r.sqnr_layerwise_db),
+                r.sqnr_db,
+                r.cosine,
+                percent(r.clip_rate),
+                _or_na(r.sqnr_weights_only_db),
+                _or_na(r.sqnr_activations_only_db),
+                _or_na(r.dominant),
+                r.worst_image,
             ]
             for r in worst
         ]
@@ -122,9 +134,9 @@ def worst_layers(layer_rows: LayerRows, worst_n: int) -> str:
 
 def sensitivity(scenes: Scenes) -> str:
     rows = [
-        [s, layer, v.get("enabled_only", "n/a"), v.get("disabled", "n/a"), m["output_sqnr_db"]]
+        [s, layer, v.enabled_only, v.disabled, m.output_sqnr_db]
         for s, m in sorted(scenes.items())
-        for layer, v in m.get("sensitivity", {}).items()
+        for layer, v in (m.sensitivity or {}).items()
     ]
     if not rows:
         return "<p>Sensitivity sweep off (evaluate.sensitivity_layers: 0).</p>"
@@ -135,32 +147,33 @@ def sensitivity(scenes: Scenes) -> str:
     )
 
 
-def remedies(remedies: Mapping[str, Any] | None, scenes: Scenes) -> str:
+def remedies(remedies: Mapping[str, RemedyVerdict] | None, scenes: Scenes) -> str:
     """Every remedy tried per scene, the chosen one marked; misses counted against the float
     model's faces in the scene's evaluation images."""
     if not remedies:
         return "<p>Remedies not evaluated.</p>"
 
-    def misses(scene: str, r: Mapping[str, Any]) -> str:
-        f = scenes.get(scene, {}).get("faces")
-        if r["face_miss_rate"] is None or f is None:
+    def misses(scene: str, r: RemedyRow) -> str:
+        m = scenes.get(scene)
+        f = m.faces if m is not None else None
+        if r.face_miss_rate is None or f is None:
             return "n/a"
-        n = int(f["float_faces"])
-        return f"{round(r['face_miss_rate'] * n)} of {n}" if n else "no faces"
+        n = f.float_faces
+        return f"{round(r.face_miss_rate * n)} of {n}" if n else "no faces"
 
     rows = [
         [
             scene,
-            r["remedy"],
-            r["output_sqnr_db"],
-            r["output_cosine"],
+            r.remedy,
+            r.output_sqnr_db,
+            r.output_cosine,
             misses(scene, r),
-            "pass" if r["passes_gate"] else "fail",
-            "chosen" if r["remedy"] == v["chosen"] else "",
-            r["cost"],
+            "pass" if r.passes_gate else "fail",
+            "chosen" if r.remedy == v.chosen else "",
+            r.cost,
         ]
         for scene, v in sorted(remedies.items())
-        for r in v["remedies"]
+        for r in v.remedies
     ]
     headers = [
         "scene",
@@ -175,15 +188,15 @@ def remedies(remedies: Mapping[str, Any] | None, scenes: Scenes) -> str:
     return table(headers, rows)
 
 
-def stability(stability: Mapping[str, Any] | None) -> str:
+def stability(stability: Mapping[str, StabilityRecord] | None) -> str:
     """Per group, whether its calibration set has settled, then each curve point."""
     if not stability:
         return "<p>Stability not computed.</p>"
     verdicts = []
     for g, v in sorted(stability.items()):
         if settled(v):
-            text = f"enough: {v['enough']} of {v['images']} images move scales less than " + (
-                f"{100 * float(v['tolerance']):.0f} %"
+            text = f"enough: {v.enough} of {v.images} images move scales less than " + (
+                f"{100 * v.tolerance:.0f} %"
             )
         else:
             text = unsettled_text(v)
@@ -191,13 +204,13 @@ def stability(stability: Mapping[str, Any] | None) -> str:
     rows = [
         [
             g,
-            pt["images"],
-            v["images"],
-            percent(pt["p95_scale_change"]),
-            pt["output_sqnr_db"] if pt["output_sqnr_db"] is not None else "n/a",
+            pt.images,
+            v.images,
+            percent(pt.p95_scale_change),
+            _or_na(pt.output_sqnr_db),
         ]
         for g, v in sorted(stability.items())
-        for pt in v["curve"]
+        for pt in v.curve
     ]
     headers = ["group", "subset size", "of images", "p95 scale change", "output SQNR dB"]
     return f"<ul>{''.join(verdicts)}</ul>" + table(headers, rows)

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from pipeline.analysis.artifacts import GateRecord, StabilityRecord
+from pipeline.analysis.remedy_artifacts import RemedyRow, RemedyVerdict
 from pipeline.layout import Layout
 
 # Remedies whose encodings do not depend on the scene: the same list as
@@ -28,7 +29,7 @@ SHARED = (
     "search16_all_scenes",
     "a16_all",
 )
-Remedies = Mapping[str, Mapping[str, Any]]
+Remedies = Mapping[str, RemedyVerdict]
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,8 @@ class Step:
     evidence: str
 
 
-def _row(remedies: Remedies, scene: str, name: str) -> Mapping[str, Any] | None:
-    return next((r for r in remedies[scene]["remedies"] if r["remedy"] == name), None)
+def _row(remedies: Remedies, scene: str, name: str) -> RemedyRow | None:
+    return next((r for r in remedies[scene].remedies if r.remedy == name), None)
 
 
 def encodings_of(name: str, remedies: Remedies, lay: Layout) -> Path | None:
@@ -60,18 +61,18 @@ def encodings_of(name: str, remedies: Remedies, lay: Layout) -> Path | None:
     scene's chosen encodings written by the remedies stage (None if no scene chose it)."""
     if name == "union":
         return lay.quantize.encodings
-    scene = next((s for s, v in sorted(remedies.items()) if v["chosen"] == name), None)
+    scene = next((s for s, v in sorted(remedies.items()) if v.chosen == name), None)
     return lay.remedies.scene_encodings(scene) if scene is not None else None
 
 
 def ship(remedies: Remedies, lay: Layout) -> Ship:
     scenes = sorted(remedies)
-    order = [r["remedy"] for r in remedies[scenes[0]]["remedies"] if r["remedy"] in SHARED]
+    order = [r.remedy for r in remedies[scenes[0]].remedies if r.remedy in SHARED]
     tally: list[tuple[str, tuple[str, ...], str]] = []
     for name in order:
         rows = {s: _row(remedies, s, name) for s in scenes}
-        passing = tuple(s for s in scenes if (r := rows[s]) is not None and r["passes_gate"])
-        cost = next((r["cost"] for r in rows.values() if r is not None), "")
+        passing = tuple(s for s in scenes if (r := rows[s]) is not None and r.passes_gate)
+        cost = next((r.cost for r in rows.values() if r is not None), "")
         tally.append((name, passing, cost))
         if len(passing) == len(scenes):
             # the remedies stage writes this configuration's encodings as the car's file
@@ -83,14 +84,14 @@ def ship(remedies: Remedies, lay: Layout) -> Ship:
     return Ship(None, best, cost, encodings_of(best, remedies, lay), passing, failing)
 
 
-def _cosine_evidence(row: Mapping[str, Any], gate: Mapping[str, Any]) -> str:
-    bound = gate.get("cosine_min")
+def _cosine_evidence(row: RemedyRow, gate: GateRecord) -> str:
+    bound = gate.cosine_min
     tail = f" (gate {bound})" if bound is not None else ""
-    return f"{row['remedy']}: output cosine {row['output_cosine']:.4f}{tail}"
+    return f"{row.remedy}: output cosine {row.output_cosine:.4f}{tail}"
 
 
 def next_steps(
-    failing: Sequence[str], remedies: Remedies, stability: Mapping[str, Any] | None
+    failing: Sequence[str], remedies: Remedies, stability: Mapping[str, StabilityRecord] | None
 ) -> list[Step]:
     """Per scene failing today, the cheapest step the measurements support, then more data
     where the stability curve says the scene's calibration set has not settled."""
@@ -100,33 +101,31 @@ def next_steps(
         if v is None:
             steps.append(Step(scene, "evaluate remedies for this scene", "no remedies measured"))
             continue
-        rows = v["remedies"]
-        passing = [r for r in rows if r["passes_gate"]]
-        own = next((r for r in passing if r["remedy"] not in SHARED), None)
-        if own is not None and own["remedy"] == "per_scene":
+        rows = v.remedies
+        passing = [r for r in rows if r.passes_gate]
+        own = next((r for r in passing if r.remedy not in SHARED), None)
+        if own is not None and own.remedy == "per_scene":
             steps.append(
                 Step(
                     scene,
-                    f"ship a per-scene model ({own['cost']})",
-                    _cosine_evidence(own, v["gate"]),
+                    f"ship a per-scene model ({own.cost})",
+                    _cosine_evidence(own, v.gate),
                 )
             )
         elif own is not None:
-            steps.append(Step(scene, f"switch {own['cost']}", _cosine_evidence(own, v["gate"])))
+            steps.append(Step(scene, f"switch {own.cost}", _cosine_evidence(own, v.gate)))
         elif passing:
             first = passing[0]
-            action = f"use {first['remedy']} ({first['cost']})"
-            steps.append(Step(scene, action, _cosine_evidence(first, v["gate"])))
+            action = f"use {first.remedy} ({first.cost})"
+            steps.append(Step(scene, action, _cosine_evidence(first, v.gate)))
         else:
-            best = max(rows, key=lambda r: r["output_cosine"])
+            best = max(rows, key=lambda r: r.output_cosine)
             steps.append(
-                Step(
-                    scene, "no remedy passes: revisit the model", _cosine_evidence(best, v["gate"])
-                )
+                Step(scene, "no remedy passes: revisit the model", _cosine_evidence(best, v.gate))
             )
         curve = (stability or {}).get(scene)
         if curve is not None and not settled(curve):
-            n = int(curve["images"])
+            n = curve.images
             steps.append(
                 Step(
                     scene,
@@ -137,20 +136,19 @@ def next_steps(
     return steps
 
 
-def settled(curve: Mapping[str, Any]) -> bool:
+def settled(curve: StabilityRecord) -> bool:
     """Whether a subset smaller than the whole set already moves scales less than the
     tolerance (the whole set against itself always does, so it proves nothing)."""
-    enough = curve.get("enough")
-    return enough is not None and int(enough) < int(curve["images"])
+    return curve.enough is not None and curve.enough < curve.images
 
 
-def unsettled_text(curve: Mapping[str, Any]) -> str:
-    points = [p for p in curve["curve"] if int(p["images"]) < int(curve["images"])]
+def unsettled_text(curve: StabilityRecord) -> str:
+    points = [p for p in curve.curve if p.images < curve.images]
     if not points:
-        return f"cannot tell yet: {curve['images']} images, too few for a smaller subset to compare"
+        return f"cannot tell yet: {curve.images} images, too few for a smaller subset to compare"
     last = points[-1]
     return (
-        f"cannot tell yet: the curve has not settled by {last['images']} images "
-        f"(scales still move {100 * float(last['p95_scale_change']):.0f} % at "
-        f"{last['images']} of {curve['images']})"
+        f"cannot tell yet: the curve has not settled by {last.images} images "
+        f"(scales still move {100 * last.p95_scale_change:.0f} % at "
+        f"{last.images} of {curve.images})"
     )
