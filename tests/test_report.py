@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.analysis import advice, candidates
+from pipeline.analysis import advice
 from pipeline.analysis.advice import Advice
 from pipeline.analysis.artifacts import (
     CoverageVerdict,
@@ -29,7 +29,7 @@ from pipeline.report import (
 )
 from pipeline.report.actions import UnusedFile
 from pipeline.report.numbers import percent, percent_beside, rate, wilson
-from pipeline.report.verdict import SHARED, next_steps, ship
+from pipeline.report.verdict import next_steps, ship
 
 LAY = Layout(Path("out"))
 
@@ -234,10 +234,6 @@ def test_ship_picks_the_cheapest_configuration_passing_every_scene() -> None:
     assert (s.remedy, s.passing, s.failing) == ("a16_all", ("day", "night"), ())
     # the remedies stage writes the configuration passing every scene as the car's file
     assert s.encodings == Path("out/remedies/encodings/ship.json")
-
-
-def test_the_report_and_the_remedies_stage_agree_on_what_is_shared() -> None:
-    assert SHARED == candidates.SHARED
 
 
 def test_ship_union_points_at_the_car_file() -> None:

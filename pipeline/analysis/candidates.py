@@ -48,20 +48,6 @@ def ranges_of(calib: Calibrator, raws: Sequence[Path]) -> MinMax:
     return calib.collect_data(raws, histograms=False).minmax
 
 
-# Remedies that are one encodings set for every scene, in cost order: what a car that cannot
-# switch models can ship (the report's verdict reads the same list).
-SHARED = (
-    "generic",
-    "union",
-    "enhanced",
-    "percentile",
-    "per_tensor_weights",
-    "per_channel_weights",
-    "search16_all_scenes",
-    "a16_all",
-)
-
-
 @dataclass(frozen=True)
 class FieldEvidence:
     """What the field data says: each session's coverage verdicts ({session: {scene: ...}}),

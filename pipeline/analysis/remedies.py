@@ -25,7 +25,7 @@ inference as 16-bit activations with 8-bit weights (``--act_bw 16 --weight_bw 8`
 Beside the remedies with encodings, a scene that field coverage says clips gets the proposal to
 add in-vehicle captures of it (:mod:`pipeline.analysis.captures`). The chosen remedy per scene
 is the first that passes, in the order above; the configuration for the car is the first
-scene-independent one (:data:`pipeline.analysis.candidates.SHARED`) that passes every scene.
+scene-independent one (:data:`pipeline.analysis.remedy_artifacts.SHARED`) that passes every scene.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from dataclasses import dataclass
 
 from pipeline.analysis.artifacts import worst_rows
 from pipeline.analysis.candidates import (
-    SHARED,
     CalImage,
     Inputs,
     Remedy,
@@ -46,7 +45,7 @@ from pipeline.analysis.captures import proposal
 from pipeline.analysis.evaluate import OneshotScorer
 from pipeline.analysis.gates import gate_failures, gate_for, gate_record
 from pipeline.analysis.precision import raise16
-from pipeline.analysis.remedy_artifacts import RemedyRow, RemedyVerdict
+from pipeline.analysis.remedy_artifacts import SHARED, RemedyRow, RemedyVerdict
 from pipeline.analysis.runs import EvalImage
 from pipeline.analysis.search_scenes import ALL_SCENES, search16
 from pipeline.calibration.collect import Calibrator

@@ -13,6 +13,20 @@ from pydantic import TypeAdapter
 
 from pipeline.analysis.artifacts import Artifact, GateRecord, read_as
 
+# Remedies that are one encodings set for every scene, in cost order: what a car that cannot
+# switch models can ship (the remedies stage builds them; the report's verdict ships the
+# cheapest that passes every scene).
+SHARED = (
+    "generic",
+    "union",
+    "enhanced",
+    "percentile",
+    "per_tensor_weights",
+    "per_channel_weights",
+    "search16_all_scenes",
+    "a16_all",
+)
+
 
 class RemedyRow(Artifact):
     """One remedy's oneshot metrics on a scene's evaluation images, against its gate."""

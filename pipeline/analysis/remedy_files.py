@@ -12,8 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.analysis import artifacts
-from pipeline.analysis.candidates import SHARED, Remedy
+from pipeline.analysis.candidates import Remedy
 from pipeline.analysis.remedies import Found
+from pipeline.analysis.remedy_artifacts import SHARED
 from pipeline.atomic import write_bytes, write_json
 from pipeline.graph.view import ModelView
 from pipeline.layout import RemediesOut

@@ -14,21 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.analysis.artifacts import GateRecord, StabilityRecord
-from pipeline.analysis.remedy_artifacts import RemedyRow, RemedyVerdict
+from pipeline.analysis.remedy_artifacts import SHARED, RemedyRow, RemedyVerdict
 from pipeline.layout import Layout
 
-# Remedies whose encodings do not depend on the scene: the same list as
-# pipeline.analysis.candidates.SHARED (tests/test_report.py checks they agree).
-SHARED = (
-    "generic",
-    "union",
-    "enhanced",
-    "percentile",
-    "per_tensor_weights",
-    "per_channel_weights",
-    "search16_all_scenes",
-    "a16_all",
-)
 Remedies = Mapping[str, RemedyVerdict]
 
 
