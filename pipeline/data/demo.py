@@ -31,6 +31,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -312,9 +313,20 @@ def init(root: Path, datasets: Path, model_path: Path) -> InitReport:
     _put(root / model_path, prepared.SerializeToString(), rep, root)
     onnx.checker.check_model(str(root / model_path))
     rep.model_sha256 = sha256_file(root / model_path)
+    # 2. Generic photographs; 3. synthetic field sessions derived from them.
+    bases = _generic_photos(root / datasets / "generic", rep, root)
+    for s_idx, sess in enumerate(SESSIONS):
+        _field_session(root / datasets / "vehicle" / sess.name, (s_idx, sess), bases, rep, root)
+    return rep
 
-    # 2. Generic photographs, byte for byte, with origin and licence.
-    generic = root / datasets / "generic"
+
+def _put_sidecar(folder: Path, sidecar: Mapping[str, object], rep: InitReport, root: Path) -> None:
+    data = json.dumps(sidecar, indent=2, sort_keys=True).encode() + b"\n"
+    _put(folder / "sidecar.json", data, rep, root)
+
+
+def _generic_photos(generic: Path, rep: InitReport, root: Path) -> dict[str, Path]:
+    """The photographs byte for byte, with origin and licence; {file name: its source}."""
     images_meta: dict[str, dict[str, object]] = {}
     bases: dict[str, Path] = {}
     for ph in PHOTOS:
@@ -328,45 +340,43 @@ def init(root: Path, datasets: Path, model_path: Path) -> InitReport:
             "synthetic": False,
         }
     sidecar = {"notes": "real photographs shipped inside PyPI wheels", "images": images_meta}
-    _put(
-        generic / "sidecar.json",
-        json.dumps(sidecar, indent=2, sort_keys=True).encode() + b"\n",
-        rep,
-        root,
-    )
+    _put_sidecar(generic, sidecar, rep, root)
+    return bases
 
-    # 3. Synthetic field sessions from those photographs.
-    for s_idx, sess in enumerate(SESSIONS):
-        folder = root / datasets / "vehicle" / sess.name
-        meta: dict[str, dict[str, object]] = {}
-        for i, scene in enumerate(sess.scenes):
-            rng = np.random.default_rng([2026, s_idx, i])
-            base_name = FIELD_BASES[(i + 16 * s_idx) % len(FIELD_BASES)]
-            with Image.open(bases[base_name]) as base:
-                img = camera_model(base, scene, rng)
-            name = f"{i:04d}.jpg"
-            _put(folder / name, _jpeg(img), rep, root)
-            meta[name] = {
-                "scene": scene,
-                "synthetic": True,
-                "captured_at": _shift(sess.start, 7 * i),
-                "source": f"derived from generic/{base_name} by fieldcal.demo camera model "
-                f"(scene {scene}, seed [2026, {s_idx}, {i}])",
-                "licence": next(p.licence for p in PHOTOS if Path(p.rel).name == base_name),
-            }
-        sidecar = {
-            "vehicle": sess.vehicle,
-            "camera": sess.camera,
-            "captured_at": sess.start,
-            "images": meta,
+
+def _field_session(
+    folder: Path,
+    indexed: tuple[int, Session],
+    bases: Mapping[str, Path],
+    rep: InitReport,
+    root: Path,
+) -> None:
+    """One synthetic field session: each frame a generic photograph through the seeded camera
+    model of its scene, its sidecar saying so."""
+    s_idx, sess = indexed
+    meta: dict[str, dict[str, object]] = {}
+    for i, scene in enumerate(sess.scenes):
+        rng = np.random.default_rng([2026, s_idx, i])
+        base_name = FIELD_BASES[(i + 16 * s_idx) % len(FIELD_BASES)]
+        with Image.open(bases[base_name]) as base:
+            img = camera_model(base, scene, rng)
+        name = f"{i:04d}.jpg"
+        _put(folder / name, _jpeg(img), rep, root)
+        meta[name] = {
+            "scene": scene,
+            "synthetic": True,
+            "captured_at": _shift(sess.start, 7 * i),
+            "source": f"derived from generic/{base_name} by fieldcal.demo camera model "
+            f"(scene {scene}, seed [2026, {s_idx}, {i}])",
+            "licence": next(p.licence for p in PHOTOS if Path(p.rel).name == base_name),
         }
-        _put(
-            folder / "sidecar.json",
-            json.dumps(sidecar, indent=2, sort_keys=True).encode() + b"\n",
-            rep,
-            root,
-        )
-    return rep
+    sidecar = {
+        "vehicle": sess.vehicle,
+        "camera": sess.camera,
+        "captured_at": sess.start,
+        "images": meta,
+    }
+    _put_sidecar(folder, sidecar, rep, root)
 
 
 def _shift(iso: str, seconds: int) -> str:
