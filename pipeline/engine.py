@@ -26,22 +26,35 @@ R = TypeVar("R")
 
 
 def map_ordered(
-    fn: Callable[[T], R], items: Sequence[T], cp: ComputeParams, local_workers: int = 0
+    fn: Callable[[T], R],
+    items: Sequence[T],
+    cp: ComputeParams,
+    local_workers: int = 0,
+    progress: Callable[[int], None] | None = None,
 ) -> list[R]:
     """``[fn(x) for x in items]`` on the configured engine, results in input order.
 
     ``local_workers``: processes for the local engine (0 = one per core, 1 = in this process).
+    ``progress(n)`` is called as results arrive (on a cluster: once, at the end).
     """
     if not items:
         return []
+    advance = progress or (lambda n: None)
     if cp.engine == "dask":
-        return _dask_map(fn, items, cp)
+        out = _dask_map(fn, items, cp)
+        advance(len(out))
+        return out
     workers = local_workers or os.cpu_count() or 1
     if workers > 1 and len(items) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             chunk = max(1, len(items) // (4 * workers))
-            return list(pool.map(fn, items, chunksize=chunk))
-    return [fn(x) for x in items]
+            return [_advanced(r, advance) for r in pool.map(fn, items, chunksize=chunk)]
+    return [_advanced(fn(x), advance) for x in items]
+
+
+def _advanced(result: R, advance: Callable[[int], None]) -> R:
+    advance(1)
+    return result
 
 
 def _dask_map(fn: Callable[[T], R], items: Sequence[T], cp: ComputeParams) -> list[R]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from pipeline.data.scenes import AUTO_RULE, LumaStats, auto_scene
 from pipeline.data.sidecars import Sidecar, nearest_sidecar
 from pipeline.data.walk import Found, hash_file, os_reason, walk
 from pipeline.params import ComputeParams, IngestParams
+from pipeline.progress import progress
 
 MANIFEST_SCHEMA = pa.schema(
     [
@@ -169,7 +170,11 @@ class IngestResult:
 
 
 def _hash_and_decode(
-    found: Sequence[Found], p: IngestParams, cache: Path | None, cp: ComputeParams
+    found: Sequence[Found],
+    p: IngestParams,
+    cache: Path | None,
+    cp: ComputeParams,
+    advance: Callable[[int], None],
 ) -> list[_FileResult]:
     """One result per readable file of ``found``, in order. Per-file work runs on ``cp``'s
     engine (default: ``p.workers`` local processes, 0 = one per core)."""
@@ -182,9 +187,14 @@ def _hash_and_decode(
     known = [_known(*j) for j in jobs]
     fresh = iter(
         engine.map_ordered(
-            _process, [j for j, k in zip(jobs, known, strict=True) if not k], cp, p.workers
+            _process,
+            [j for j, k in zip(jobs, known, strict=True) if not k],
+            cp,
+            p.workers,
+            advance,
         )
     )
+    advance(sum(known))  # known files cost one small read each, below
     done = [_process(j) if k else next(fresh) for j, k in zip(jobs, known, strict=True)]
     index.update(found, done)
     return done
@@ -236,7 +246,8 @@ def ingest(
     (default: ``p.workers`` local processes, 0 = one per core)."""
     found = list(walk(root, p.extensions, p.allowed_roots))
     readable = [f for f in found if not f.problem]
-    results = iter(_hash_and_decode(readable, p, cache, cp or ComputeParams()))
+    with progress("ingest: files", len(readable)) as advance:
+        results = iter(_hash_and_decode(readable, p, cache, cp or ComputeParams(), advance))
     rows: list[dict[str, object]] = []
     sidecars: dict[Path, Sidecar | None] = {}
     first_by_sha: dict[str, str] = {}
