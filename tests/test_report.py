@@ -234,6 +234,7 @@ def test_ship_picks_the_cheapest_configuration_passing_every_scene() -> None:
     assert (s.remedy, s.passing, s.failing) == ("a16_all", ("day", "night"), ())
     # the remedies stage writes the configuration passing every scene as the car's file
     assert s.encodings == Path("out/remedies/encodings/ship.json")
+    assert s.qdq_model == Path("out/remedies/qdq/ship.qdq.onnx")  # named in the verdict too
 
 
 def test_ship_union_points_at_the_car_file() -> None:

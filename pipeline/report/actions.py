@@ -38,7 +38,8 @@ def ship_box(s: verdict.Ship, scenes: int) -> str:
     )
     passing = ", ".join(s.passing) or "none"
     if s.remedy is not None:
-        head = f"Ship <b>{html.escape(s.remedy)}</b> for the car: encodings {where}."
+        qdq = f", QDQ model <code>{html.escape(str(s.qdq_model))}</code>" if s.qdq_model else ""
+        head = f"Ship <b>{html.escape(s.remedy)}</b> for the car: encodings {where}{qdq}."
         why = f"Passes {len(s.passing)} of {scenes} scenes ({html.escape(passing)})."
     elif s.best is not None:
         head = "<b>Nothing ships yet</b>: no single configuration passes every scene."

@@ -31,6 +31,7 @@ class Ship:
     encodings: Path | None
     passing: tuple[str, ...]
     failing: tuple[str, ...]
+    qdq_model: Path | None = None  # the shipped encodings as a QDQ model (remedies stage)
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,8 @@ def ship(remedies: Remedies, lay: Layout) -> Ship:
         tally.append((name, passing, cost))
         if len(passing) == len(scenes):
             # the remedies stage writes this configuration's encodings as the car's file
-            return Ship(name, name, cost, lay.remedies.ship, passing, ())
+            ship_qdq = lay.remedies.qdq_model("ship")
+            return Ship(name, name, cost, lay.remedies.ship, passing, (), ship_qdq)
     if not tally:
         return Ship(None, None, "", None, (), tuple(scenes))
     best, passing, cost = max(tally, key=lambda t: len(t[1]))  # first of the most passing
