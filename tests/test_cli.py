@@ -241,3 +241,13 @@ def test_encodings_diff_shows_the_bit_width(tmp_path: Path) -> None:
 def test_coverage_without_a_model_says_so(project: Path) -> None:
     res = run("coverage", "s1", "--root", project)
     assert res.exit_code == 1 and "models/centerface.onnx not found" in res.output
+
+
+def test_compile_by_hand_never_writes_into_dvc_outputs(project: Path) -> None:
+    qdq = project / "out" / "quantize" / "model.qdq.onnx"
+    qdq.parent.mkdir(parents=True, exist_ok=True)
+    qdq.write_bytes(b"not compiled: the folder check comes first")
+    res = run("compile", "--soc", "60", "--out", "out/compile", "--root", project)
+    assert res.exit_code == 1
+    assert "which DVC writes; compile by hand into another folder" in res.output
+    assert not (project / "out" / "compile").exists()

@@ -111,17 +111,26 @@ def load_compiled(compiled_model: Path, target: Target = Target()) -> HtpSession
     return HtpSession(compiled_model, config=SessionConfig(target.provider_options()))
 
 
-def compile_project(root: Path, params: Params, targets: Sequence[Target]) -> list[Compiled]:
-    """Compile the project's ``out/quantize/model.qdq.onnx`` for each target into
-    ``out/compile/<target>/``, the input shape from the tensors params."""
+def compile_project(
+    root: Path, params: Params, targets: Sequence[Target], by_hand: tuple[Path, Path] | None = None
+) -> list[Compiled]:
+    """Compile a QDQ model for each target, the input shape from the tensors params: the
+    project's ``out/quantize/model.qdq.onnx`` into ``out/compile/<target>/`` (the compile
+    stage), or ``by_hand = (qdq model, folder)``: any QDQ model (such as the shipped
+    ``out/remedies/qdq/ship.qdq.onnx``) into ``folder/<target>/``, outside DVC's outputs."""
     layout = Layout(root / params.paths.out)
-    qdq_model = layout.quantize.qdq_model
+    qdq_model, folder = by_hand or (layout.quantize.qdq_model, layout.compile.root)
     if not qdq_model.is_file():
-        raise DataError(f"{qdq_model} not found; run `dvc repro quantize` first")
+        raise DataError(f"{qdq_model} not found; run `dvc repro` first")
+    if by_hand is not None and folder.resolve().is_relative_to((root / params.paths.out).resolve()):
+        raise DataError(
+            f"{folder} is under {params.paths.out}/, which DVC writes; compile by hand into "
+            "another folder (--out), or let the compile stage write out/compile"
+        )
     view = load_view(root / params.model.path)
     tp = params.tensors
     shape = input_shape(tp.height, tp.width, view.input_layout)
-    return [compile_target(qdq_model, layout.compile.target(t.name), t, shape) for t in targets]
+    return [compile_target(qdq_model, folder / t.name, t, shape) for t in targets]
 
 
 def compile_stage(root: Path, params: Params) -> list[Compiled] | str:

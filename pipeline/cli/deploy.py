@@ -14,7 +14,10 @@ app = FieldcalTyper()
 
 @app.command(
     "compile",
-    epilog=example("fieldcal compile --soc 60", "fieldcal compile --htp-arch 73"),
+    epilog=example(
+        "fieldcal compile --soc 60",
+        "fieldcal compile --qdq out/remedies/qdq/ship.qdq.onnx --htp-arch 73 --out deploy",
+    ),
 )
 def compile_cmd(
     soc: Annotated[
@@ -24,11 +27,21 @@ def compile_cmd(
     htp_arch: Annotated[
         int | None, typer.Option("--htp-arch", help="HTP architecture (e.g. 73)")
     ] = None,
+    qdq: Annotated[
+        Path,
+        typer.Option(
+            help="the QDQ model to compile, e.g. the shipped out/remedies/qdq/ship.qdq.onnx"
+        ),
+    ] = Path("out/quantize/model.qdq.onnx"),
+    out: Annotated[
+        Path, typer.Option(help="folder for <target>/ (not under out/: DVC writes out/compile)")
+    ] = Path("compiled"),
     root: RootOpt = Path("."),
     params: ParamsOpt = None,
 ) -> None:
-    """Compile out/quantize/model.qdq.onnx into an EPContext model and its QNN context binary,
-    per target, with a manifest of versions and sha256 (needs `pip install 'fieldcal[qnn]'`)."""
+    """Compile a QDQ model into an EPContext model and its QNN context binary, per target,
+    with a manifest of versions and sha256 (needs `pip install 'fieldcal[qnn]'`). The compile
+    stage does the same for out/quantize/model.qdq.onnx into out/compile/."""
     from pipeline.backends import qnn_compile
 
     p = project_params(root, params)
@@ -37,5 +50,5 @@ def compile_cmd(
         if soc is not None or htp_arch is not None
         else [qnn_compile.Target(t.soc_model, t.htp_arch) for t in p.compile.targets]
     )
-    for done in qnn_compile.compile_project(root, p, targets):
+    for done in qnn_compile.compile_project(root, p, targets, (root / qdq, root / out)):
         typer.echo(f"{done.target.name}: {done.model} ({done.manifest.name})")
