@@ -69,10 +69,13 @@ def make_project(dst: Path, reduced: bool = True, track: bool = True) -> Path:
 
 
 def output_hashes(project: Path) -> dict[str, str]:
-    """sha256 of every file under out/ (temporary files of interrupted writes excluded)."""
+    """sha256 of every file under out/ (temporary files and folders of interrupted writes,
+    whose names start with a dot, excluded)."""
     out = {}
-    for p in sorted((project / "out").rglob("*")):
-        if p.is_file() and not p.name.startswith("."):
+    root = project / "out"
+    for p in sorted(root.rglob("*")):
+        hidden = any(part.startswith(".") for part in p.relative_to(root).parts)
+        if p.is_file() and not hidden:
             out[p.relative_to(project).as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 

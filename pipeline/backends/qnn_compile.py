@@ -69,15 +69,20 @@ class Compiled:
 
 
 def compile_target(qdq_model: Path, folder: Path, target: Target, shape: Sequence[int]) -> Compiled:
-    """Compile ``qdq_model`` for ``target`` into ``folder`` (made if needed, stale files
-    removed): ``model_ctx.onnx``, its ``*.bin`` and ``manifest.json`` with the target, the
-    versions and the sha256 of the source and of every file written."""
+    """Compile ``qdq_model`` for ``target`` into ``folder``: ``model_ctx.onnx``, its ``*.bin``
+    and ``manifest.json`` with the target, the versions and the sha256 of the source and of
+    every file written. The QNN EP writes its files itself, so they are written into a hidden
+    sibling folder first and the folder is renamed into place whole: a run killed midway
+    leaves ``folder`` as it was or absent, never half-written."""
+    import os
+    import shutil
+
     import onnx
 
-    folder.mkdir(parents=True, exist_ok=True)
-    ctx = folder / CONTEXT_MODEL
-    for stale in [ctx, folder / MANIFEST, *folder.glob("*.bin")]:
-        stale.unlink(missing_ok=True)
+    partial = folder.with_name(f".{folder.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    ctx = partial / CONTEXT_MODEL
     entries = {
         "ep.context_enable": "1",
         "ep.context_embed_mode": "0",
@@ -87,9 +92,9 @@ def compile_target(qdq_model: Path, folder: Path, target: Target, shape: Sequenc
     HtpSession(source, config=SessionConfig(target.provider_options(), entries))
     if not ctx.is_file():
         raise PipelineError(f"the QNN EP wrote no EPContext model at {ctx} for {target.name}")
-    binaries = tuple(sorted(folder.glob("*.bin")))
+    binaries = sorted(partial.glob("*.bin"))  # named by the EPContext model relative to itself
     write_json(
-        folder / MANIFEST,
+        partial / MANIFEST,
         {
             "target": {
                 "name": target.name,
@@ -103,7 +108,10 @@ def compile_target(qdq_model: Path, folder: Path, target: Target, shape: Sequenc
             "loads_on": LOADS_ON,
         },
     )
-    return Compiled(target, ctx, binaries, folder / MANIFEST)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(partial, folder)
+    moved = tuple(folder / b.name for b in binaries)
+    return Compiled(target, folder / CONTEXT_MODEL, moved, folder / MANIFEST)
 
 
 def load_compiled(compiled_model: Path, target: Target = Target()) -> HtpSession:
