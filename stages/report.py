@@ -23,11 +23,11 @@ from pipeline.stage import run
 _RECHECK = TypeAdapter(artifacts.RemedyRecheck)
 
 
-def _compiled(lay: Layout) -> dict[str, Any] | None:
+def _compiled(lay: Layout) -> dict[str, Any]:
     """``out/compile/manifest.json``: a plain dict, as pipeline/backends/qnn_compile.py writes
-    it (it has no model); None where the compile stage has not run."""
-    path = lay.compile.manifest
-    return dict(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else None
+    it (it has no model). Like every input of this stage it must exist (dvc.yaml declares it):
+    a report silently missing a section would differ from the one the data gives."""
+    return dict(json.loads(lay.compile.manifest.read_text(encoding="utf-8")))
 
 
 def _unused(manifest: pa.Table) -> list[UnusedFile]:
@@ -48,11 +48,7 @@ def main(params: Params) -> None:
         remedies=read_remedies(lay.remedies.remedies),
         stability=artifacts.read_stability(lay.stability.stability),
         coverage=artifacts.read_coverage(lay.coverage.coverage),
-        remedies_recheck=(
-            artifacts.read_as(lay.remedies.recheck, _RECHECK)
-            if lay.remedies.recheck.is_file()
-            else None
-        ),
+        remedies_recheck=artifacts.read_as(lay.remedies.recheck, _RECHECK),
         compiled=_compiled(lay),
         unused_files=_unused(manifest),
         files=manifest.num_rows,

@@ -128,13 +128,19 @@ def compile_project(
     ``out/remedies/qdq/ship.qdq.onnx``) into ``folder/<target>/``, outside DVC's outputs."""
     layout = Layout(root / params.paths.out)
     qdq_model, folder = by_hand or (layout.quantize.qdq_model, layout.compile.root)
-    if not qdq_model.is_file():
-        raise DataError(f"{qdq_model} not found; run `dvc repro` first")
     if by_hand is not None and folder.resolve().is_relative_to((root / params.paths.out).resolve()):
         raise DataError(
             f"{folder} is under {params.paths.out}/, which DVC writes; compile by hand into "
             "another folder (--out), or let the compile stage write out/compile"
         )
+    return _compile_all(root, params, targets, qdq_model, folder)
+
+
+def _compile_all(
+    root: Path, params: Params, targets: Sequence[Target], qdq_model: Path, folder: Path
+) -> list[Compiled]:
+    if not qdq_model.is_file():
+        raise DataError(f"{qdq_model} not found; run `dvc repro` first")
     view = load_view(root / params.model.path)
     tp = params.tensors
     shape = input_shape(tp.height, tp.width, view.input_layout)
@@ -145,26 +151,46 @@ def compile_stage(root: Path, params: Params) -> list[Compiled] | str:
     """The ``compile`` stage: every ``compile.targets`` entry, and ``out/compile/manifest.json``
     naming them. Where onnxruntime-qnn has no wheel for this machine nothing compiles and the
     manifest says ``skipped: <reason>`` (returned), so ``dvc repro`` goes on; where it has one
-    but the ``qnn`` extra is missing, the error names ``pip install 'fieldcal[qnn]'``."""
+    but the ``qnn`` extra is missing, the error names ``pip install 'fieldcal[qnn]'``.
+
+    Everything is written into a hidden sibling of ``out/compile`` that replaces it whole at
+    the end: a killed run leaves the previous outputs or none, never a mix."""
+    import os
     import shutil
 
     out = Layout(root / params.paths.out).compile
-    if out.root.is_dir():
-        shutil.rmtree(out.root)  # this stage's own output: no stale target folder
-    out.root.mkdir(parents=True)
+    staging = out.root.with_name(f".{out.root.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    status, done = _stage_into(root, params, staging)
+    shutil.rmtree(out.root, ignore_errors=True)
+    os.replace(staging, out.root)
+    moved = [
+        Compiled(d.target, out.root / d.target.name / d.model.name, tuple(
+            out.root / d.target.name / b.name for b in d.binaries
+        ), out.root / d.target.name / d.manifest.name)
+        for d in done
+    ]  # fmt: skip
+    return moved if status is None else status
+
+
+def _stage_into(root: Path, params: Params, staging: Path) -> tuple[str | None, list[Compiled]]:
+    """Compile into ``staging`` and write its manifest; (skip reason or None, compiled)."""
+    manifest = staging / MANIFEST
     why = unsupported_platform()
     if why is not None:
         status = f"skipped: {why}"
-        write_json(out.manifest, {"status": status, "targets": {}})
-        return status
+        write_json(manifest, {"status": status, "targets": {}})
+        return status, []
     targets = [Target(t.soc_model, t.htp_arch) for t in params.compile.targets]
-    done = compile_project(root, params, targets)
+    qdq_model = Layout(root / params.paths.out).quantize.qdq_model
+    done = _compile_all(root, params, targets, qdq_model, staging)
     write_json(
-        out.manifest,
+        manifest,
         {
             "status": "compiled",
-            "targets": {d.target.name: d.manifest.relative_to(out.root).as_posix() for d in done},
+            "targets": {d.target.name: d.manifest.relative_to(staging).as_posix() for d in done},
             "versions": versions().as_dict(),
         },
     )
-    return done
+    return None, done
