@@ -61,6 +61,18 @@ def recheck(
     return doc
 
 
+def _not_run(view: ModelView, enc: Encodings) -> str | None:
+    """Why a remedy's QDQ model is not run on the HTP: ops between 8- and 16-bit tensors are
+    known to fall back, and finding that out on the emulator takes minutes per model."""
+    mixed = mixed_bitwidth_ops(view, enc)
+    if not mixed:
+        return None
+    return (
+        f"not run: {len(mixed)} ops between 8- and 16-bit tensors "
+        f"({', '.join(mixed[:3])}, ...), which onnxruntime-qnn leaves to the CPU"
+    )
+
+
 def _on_htp(
     view: ModelView,
     chosen: Mapping[str, Chosen],
@@ -84,12 +96,8 @@ def _on_htp(
     for scene, c in sorted(chosen.items()):
         what = compared(view, c.encodings, layers=False)
         model = htp.open(out.qdq_model(scene))  # the deployable file itself
-        mixed = mixed_bitwidth_ops(view, c.encodings)
-        if mixed:  # known to fall back; finding out on the emulator takes minutes per model
-            why = (
-                f"not run: {len(mixed)} ops between 8- and 16-bit tensors "
-                f"({', '.join(mixed[:3])}, ...), which onnxruntime-qnn leaves to the CPU"
-            )
+        why = _not_run(view, c.encodings)
+        if why is not None:
             scenes[scene] = _failed(c.remedy, out.qdq_model(scene), model, why)
             print(f"remedies: {scene}: {c.remedy} on the HTP: {why}")
             continue
