@@ -62,12 +62,15 @@ def main(params: Params) -> None:
 
 def write_dvc_views(lay: Layout, inputs: report.ReportInputs, shipped: str | None) -> None:
     """The metrics and plot tables dvc.yaml declares for `dvc metrics` / `dvc plots`."""
-    for folder in (lay.report.metrics, lay.report.plots):
+    for folder in (lay.report.metrics, lay.report.remedies, lay.report.plots):
         shutil.rmtree(folder, ignore_errors=True)  # this stage's own outputs: no stale file
-    files = dvc_views.metrics_files(inputs.metrics, inputs.remedies, shipped)
-    files |= backends.metrics_files(inputs.metrics.backends or {}, inputs.remedies_recheck)
-    for name, values in sorted(files.items()):
-        write_json(lay.report.metrics / name, values)
+    per_remedy = dvc_views.remedy_files(inputs.remedies)
+    files = dvc_views.metrics_files(inputs.metrics, per_remedy, shipped)
+    files |= backends.metrics_files(inputs.metrics.backends or {})
+    per_remedy |= backends.remedy_files(inputs.remedies_recheck)
+    for folder, table in ((lay.report.metrics, files), (lay.report.remedies, per_remedy)):
+        for name, values in sorted(table.items()):
+            write_json(folder / name, values)
     write_text(lay.report.plots / "layers.csv", dvc_views.layers_csv(inputs.layers))
     write_text(lay.report.plots / "stability.csv", dvc_views.stability_csv(inputs.stability))
 

@@ -314,13 +314,19 @@ def test_summary_starts_with_the_verdict() -> None:
 
 
 def test_dvc_metrics_hold_numbers_and_booleans_in_one_shape() -> None:
-    files = dvc_views.metrics_files(_metrics(), _remedies(), "a16_all")
-    assert {"day.json", "day.union.json", "night.a16_all.json", "ship.json"} <= set(files)
-    for values in files.values():
+    per_remedy = dvc_views.remedy_files(_remedies())
+    assert {"day.union.json", "night.a16_all.json", "night.union.json"} <= set(per_remedy)
+    files = dvc_views.metrics_files(_metrics(), per_remedy, "a16_all")
+    # the declared headline: per scene the quantize stage's encodings and what ships
+    assert set(files) == {"day.json", "night.json", "day.ship.json", "night.ship.json", "ship.json"}
+    for values in [*files.values(), *per_remedy.values()]:
         assert list(values) == ["cosine", "passes_gate", "sqnr_db"]
         assert isinstance(values["passes_gate"], bool)
         assert all(isinstance(values[k], float) for k in ("cosine", "sqnr_db"))
+    assert files["night.ship.json"] == per_remedy["night.a16_all.json"]
     assert files["ship.json"] == {"cosine": 0.999, "passes_gate": True, "sqnr_db": 9.99}
+    unshipped = dvc_views.metrics_files(_metrics(), per_remedy, None)
+    assert unshipped["day.ship.json"] == unshipped["day.json"]  # nothing chosen: the 8-bit model
 
 
 def test_dvc_plot_tables_have_a_series_column_and_no_input_row() -> None:
