@@ -31,6 +31,7 @@ def main(params: Params) -> None:
         decoder=params.model.decoder,
         detection_threshold=ep.detection_threshold,
         round_mode=qp.round_mode,
+        sqnr_signal=ep.sqnr_signal,
     )
     with progress("evaluating", len(images)) as advance:
         results = evaluate.run_evaluation(view, enc, images, tp, opts, advance)

@@ -57,6 +57,7 @@ class EvalOptions:
     decoder: str = "none"
     detection_threshold: float = 0.5
     round_mode: str = "half_away"
+    sqnr_signal: str = "golden"  # evaluate.sqnr_signal: which layers the sweep picks
     # Runs the ``full`` variant; None: the embedded simulation with ``round_mode``.
     backend: Backend | None = None
 
