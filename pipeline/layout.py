@@ -335,5 +335,6 @@ class Layout:
                 self.report.summary,
                 self.report.metrics,
                 self.report.plots,
+                self.report.remedies,
             ),
         }
