@@ -39,7 +39,11 @@ def _searches(
         if v.search is not None
     ]
     joint = next(
-        (v.search_all_scenes for _, v in sorted(remedies.items()) if v.search_all_scenes),
+        (
+            v.search_all_scenes
+            for _, v in sorted(remedies.items())
+            if v.search_all_scenes is not None
+        ),
         None,
     )
     return found + ([_Searched(ALL_SCENES, None, joint)] if joint is not None else [])
