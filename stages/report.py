@@ -14,6 +14,7 @@ from pipeline.analysis import artifacts
 from pipeline.analysis.advice import read_advice
 from pipeline.analysis.remedy_artifacts import read_remedies
 from pipeline.atomic import write_json, write_text
+from pipeline.data.curation_summary import read_summary
 from pipeline.layout import Layout
 from pipeline.params import Params
 from pipeline.report import backends, dvc_views, verdict
@@ -44,6 +45,7 @@ def main(params: Params) -> None:
         metrics=artifacts.read_metrics(lay.evaluate.metrics),
         layers=artifacts.read_layers(lay.evaluate.layers),
         calibration=dict(sorted(Counter(index.column("scene").to_pylist()).items())),
+        curation=read_summary(lay.curate.summary),
         advice=read_advice(lay.evaluate.advice),
         remedies=read_remedies(lay.remedies.remedies),
         stability=artifacts.read_stability(lay.stability.stability),
