@@ -11,11 +11,12 @@ rows; run alone, this file is the child that makes one measurement.
 * ``peer``: onnxruntime's ``qdq_loss_debug`` (:mod:`benchmarks.ort_debugger`) on the float model
   and the QDQ export of the same encodings.
 
-Each child times its work after loading the model view and the encodings, reports its peak RSS
+Each child times everything after its imports (reading the model and the encodings included, as
+the peer reads its models inside its own steps), reports its peak RSS
 (:func:`benchmarks.calibration.peak_rss_mb`, the whole process's) and writes its per-tensor SQNR
 (float vs quantized, every kept tensor) so the parent can check that both sides agree. A child
 may use no more address space than the memory available when it starts: a peer that does not
-fit fails with a MemoryError instead of waking the kernel's OOM killer on a shared machine.
+fit fails on an allocation instead of waking the kernel's OOM killer on a shared machine.
 """
 
 from __future__ import annotations
@@ -122,10 +123,10 @@ def measure(what: str, folder: Path, n: int, height: int, width: int) -> Measure
 
     tp = TensorsParams(height=height, width=width, layout="NCHW")
     raws = sorted(folder.glob("*.raw"))[:n]
-    view = load_view(model_path())
-    enc = encodings_json.for_model(encodings_json.read(folder / ENCODINGS), view, folder / "e")
     got: Measured = {}
     cpu0, t0 = _cpu_s(), time.perf_counter()
+    view = load_view(model_path())  # the peer reads its models inside its timing too
+    enc = encodings_json.for_model(encodings_json.read(folder / ENCODINGS), view, folder)
     if what.startswith(FLOOR):
         from pipeline.quantization.simulate import SimOptions, build_quantized_model
 
