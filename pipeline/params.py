@@ -309,7 +309,7 @@ class CompileTarget(_Section):
 
 
 class CompileParams(_Section):
-    """QNN context binaries of out/quantize/model.qdq.onnx, one folder per target."""
+    """QNN context binaries of what ships (out/remedies/qdq/ship.qdq.onnx), one per target."""
 
     targets: tuple[CompileTarget, ...] = (CompileTarget(soc_model=60),)
 

@@ -1,5 +1,6 @@
-"""DVC stage `compile`: out/quantize/model.qdq.onnx -> a QNN context binary per HTP target
-(or, where onnxruntime-qnn has no wheel, out/compile/manifest.json saying why it skipped)."""
+"""DVC stage `compile`: out/remedies/qdq/ship.qdq.onnx (what ships: the one configuration for
+every scene) -> a QNN context binary per HTP target (or out/compile/manifest.json saying why it
+skipped: onnxruntime-qnn has no wheel here, or nothing ships)."""
 
 from pathlib import Path
 

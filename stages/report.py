@@ -57,7 +57,7 @@ def main(params: Params) -> None:
         layout=lay,
     )
     write_text(lay.report.html, report.render_html(rp.title, inputs, params.evaluate.worst_layers))
-    ship = verdict.ship(inputs.remedies, lay) if inputs.remedies else None
+    ship = verdict.ship(inputs.remedies, lay, inputs.compiled) if inputs.remedies else None
     write_text(lay.report.summary, report.render_markdown(rp.title, inputs.metrics, ship))
     write_dvc_views(lay, inputs, ship.best if ship is not None else None)
 

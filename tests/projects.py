@@ -20,10 +20,10 @@ STAGES = [
     "curate",
     "tensors",
     "quantize",
-    "compile",
     "evaluate",
     "coverage",
     "remedies",
+    "compile",
     "stability",
     "report",
 ]

@@ -92,3 +92,21 @@ def calibrated(
     raws = photo_raws(photos, folder, tp)
     calib = Calibrator(view, tp, qp or QuantizeParams())
     return calib.compute_data(calib.collect_data(raws, histograms=False)), raws
+
+
+def calibrated_raised(
+    view: ModelView,
+    photos: list[Path],
+    folder: Path,
+    raised: list[str],
+    tp: TensorsParams = TINY_TP,
+) -> tuple[Encodings, list[Path]]:
+    """:func:`calibrated`, then ``raised`` at 16 bits as the remedies stage raises them
+    (:func:`pipeline.analysis.precision.raise16` over the calibration ranges)."""
+    from pipeline.analysis.precision import raise16
+
+    raws = photo_raws(photos, folder, tp)
+    qp = QuantizeParams()
+    calib = Calibrator(view, tp, qp)
+    stats = calib.collect_data(raws, histograms=False)
+    return raise16(view, qp, calib.compute_data(stats), stats.minmax, raised), raws

@@ -97,20 +97,3 @@ def test_htp_backend_implements_the_seam_and_extra_outputs_change_nothing(photos
         assert set(got) == {"heat", "boxes", "c3", "sum"}
         for name in want:
             np.testing.assert_array_equal(got[name], want[name])
-
-
-def test_mixed_bitwidth_ops_are_named(photos, tmp_path):
-    import dataclasses
-
-    from pipeline.analysis.htp_recheck import mixed_bitwidth_ops
-
-    view = analyze(tiny_model())
-    enc, _ = calibrated(view, photos, tmp_path)
-    assert mixed_bitwidth_ops(view, enc) == []
-    e = enc.activations["rd"]
-    wide = dataclasses.replace(
-        enc, activations={**enc.activations, "rd": tf_encoding(0.0, e.max, 16)}
-    )
-    got = mixed_bitwidth_ops(view, wide)
-    # the depthwise Conv+ReLU producing rd (from 8-bit r1) and the Conv consuming it (to 8-bit c3)
-    assert any(g.startswith("Conv") for g in got) and len(got) >= 2

@@ -95,6 +95,11 @@ def test_first_repro_runs_every_stage_and_outputs_validate(built):
     # one encodings file for the car when a configuration passes every scene, and its QDQ model
     ship = project / "out/remedies/encodings/ship.json"
     assert ship.is_file() == (project / "out/remedies/qdq/ship.qdq.onnx").is_file()
+    compiled = json.loads((project / "out/compile/manifest.json").read_text())  # what ships
+    if compiled["status"] == "compiled":
+        assert compiled["source"]["file"] == "out/remedies/qdq/ship.qdq.onnx"
+    else:
+        assert compiled["status"].startswith("skipped: ")
     advice = json.loads((project / "out/evaluate/advice.json").read_text())
     assert {a["kind"] for a in advice} >= {"channels_not_multiple_of_32"}
     html = (project / "out/report/report.html").read_text()

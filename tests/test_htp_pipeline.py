@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import yaml
 
@@ -31,17 +32,27 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # what the HTP does not touch, as small as it goes (the suite's own end-to-end covers it)
     params["evaluate"].update(attribution=False, layerwise=False, sensitivity_layers=0)
     params["stability"].update(sizes=[2], repeats=1)
+    # gates between the remedies' cosines on the reduced demo, so that day and night choose
+    # search16 (mixed 8/16-bit) and the car ships search16_all_scenes (mixed too)
+    params["evaluate"]["gates"] = {"day": {"cosine_min": 0.98}, "night": {"cosine_min": 0.992}}
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return root
 
 
 def test_compile_stage_writes_a_context_binary_that_reproduces_the_qdq_session(project):
-    run([str(BIN / "dvc"), "repro", "compile"], project)
+    run([str(BIN / "dvc"), "repro", "compile"], project)  # after remedies: it compiles the ship
     summary = json.loads((project / "out/compile/manifest.json").read_text())
     assert summary["status"] == "compiled" and list(summary["targets"]) == ["soc60"]
+    qdq = project / "out/remedies/qdq/ship.qdq.onnx"
+    nodes = [n.name for n in onnx.load(str(qdq)).graph.node]
+    assert any(n.endswith("__r16__Q") for n in nodes)  # mixed 8/16-bit: it converts
+    assert summary["source"] == {
+        "file": "out/remedies/qdq/ship.qdq.onnx",
+        "sha256": sha256_file(qdq),
+    }
+    assert summary["context_binaries"] == {"soc60": ["soc60/model_ctx_qnn.bin"]}
     folder = project / "out/compile/soc60"
     manifest = json.loads((folder / "manifest.json").read_text())
-    qdq = project / "out/quantize/model.qdq.onnx"
     assert manifest["source"]["sha256"] == sha256_file(qdq)
     assert all(manifest["files"][f] == sha256_file(folder / f) for f in manifest["files"])
     tp = TensorsParams(height=128, width=160, layout="NCHW")
@@ -81,6 +92,7 @@ def test_repro_with_the_htp_backend_puts_both_backends_side_by_side(project):
     report = (project / "out/report/report.html").read_text()
     assert "<th>SQNR dB embedded</th><th>SQNR dB qnn-htp</th>" in report
     assert "Per layer: embedded vs qnn-htp" in report and "QNN context binaries" in report
+    assert "context binary (soc60) <code>out/compile/soc60/model_ctx_qnn.bin</code>" in report
     metrics = project / "out/report/metrics"
     assert {f"{s}.qnn-htp.json" for s in htp.scenes} <= {p.name for p in metrics.iterdir()}
     recheck = read_recheck(project / "out/remedies/recheck.json")
@@ -88,8 +100,10 @@ def test_repro_with_the_htp_backend_puts_both_backends_side_by_side(project):
     assert recheck.scenes  # the reduced demo has chosen remedies
     for r in recheck.scenes.values():
         assert (project / r.qdq_model).is_file()
-        # mixed 16-bit remedies put 8- and 16-bit tensors around one Conv, which the HTP rejects
-        assert r.error is not None or (r.embedded is not None and r.embedded.passed)
+        # mixed 8/16-bit remedies too: the export converts at their boundaries
+        assert r.error is None and r.embedded is not None and r.embedded.passed
+        assert r.backend is not None and r.backend_vs_embedded_sqnr_db is not None
+    assert {r.remedy for r in recheck.scenes.values()} >= {"search16"}
     shown = run([str(BIN / "dvc"), "metrics", "show"], project).stdout
     assert "day.qnn-htp.json" in shown
     assert max(len(line) for line in shown.splitlines()) <= 80  # both backends, one narrow table

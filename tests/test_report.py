@@ -243,6 +243,36 @@ def test_ship_picks_the_cheapest_configuration_passing_every_scene() -> None:
     assert s.qdq_model == Path("out/remedies/qdq/ship.qdq.onnx")  # named in the verdict too
 
 
+_COMPILED = {
+    "status": "compiled",
+    "source": {"file": "out/remedies/qdq/ship.qdq.onnx", "sha256": "ab"},
+    "targets": {"soc60": "soc60/manifest.json"},
+    "context_binaries": {"soc60": ["soc60/model_ctx_qnn.bin"]},
+}
+
+
+def test_the_verdict_names_the_context_binary_compiled_from_what_ships() -> None:
+    s = ship(_remedies(), LAY, _COMPILED)
+    assert s.binaries == {"soc60": (Path("out/compile/soc60/model_ctx_qnn.bin"),)}
+    page = render_html("T", _inputs(compiled=_COMPILED), worst_n=2)
+    assert "context binary (soc60) <code>out/compile/soc60/model_ctx_qnn.bin</code>" in page
+    md = render_markdown("T", _metrics(), s)
+    assert "- context binary, soc60: `out/compile/soc60/model_ctx_qnn.bin`" in md
+
+
+@pytest.mark.parametrize(
+    "compiled",
+    [
+        None,
+        {"status": "skipped: nothing ships", "targets": {}},
+        _COMPILED | {"source": {"file": "out/quantize/model.qdq.onnx", "sha256": "cd"}},
+    ],
+    ids=["none", "skipped", "another model"],
+)
+def test_the_verdict_names_no_binary_not_compiled_from_what_ships(compiled) -> None:
+    assert ship(_remedies(), LAY, compiled).binaries == {}
+
+
 def test_ship_union_points_at_the_car_file() -> None:
     r = _remedies_doc()
     r["day"]["remedies"][0]["passes_gate"] = True

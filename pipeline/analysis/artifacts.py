@@ -263,8 +263,7 @@ class BackendComparison(Artifact):
 
 class RemedyOnBackend(Artifact):
     """A scene's chosen remedy on the embedded simulation and on the backend; ``error``: why
-    the backend could not run it (then no verdicts: e.g. the HTP rejects a Conv whose input
-    and output differ in bitwidth, which mixed 16-bit remedies make)."""
+    the backend could not run it (then no verdicts: e.g. a node the HTP does not take)."""
 
     remedy: str
     qdq_model: str

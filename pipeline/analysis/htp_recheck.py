@@ -61,18 +61,6 @@ def recheck(
     return doc
 
 
-def _not_run(view: ModelView, enc: Encodings) -> str | None:
-    """Why a remedy's QDQ model is not run on the HTP: ops between 8- and 16-bit tensors are
-    known to fall back, and finding that out on the emulator takes minutes per model."""
-    mixed = mixed_bitwidth_ops(view, enc)
-    if not mixed:
-        return None
-    return (
-        f"not run: {len(mixed)} ops between 8- and 16-bit tensors "
-        f"({', '.join(mixed[:3])}, ...), which onnxruntime-qnn leaves to the CPU"
-    )
-
-
 def _on_htp(
     view: ModelView,
     chosen: Mapping[str, Chosen],
@@ -95,12 +83,8 @@ def _on_htp(
     scenes = {}
     for scene, c in sorted(chosen.items()):
         what = compared(view, c.encodings, layers=False)
-        model = htp.open(out.qdq_model(scene))  # the deployable file itself
-        why = _not_run(view, c.encodings)
-        if why is not None:
-            scenes[scene] = _failed(c.remedy, out.qdq_model(scene), model, why)
-            print(f"remedies: {scene}: {c.remedy} on the HTP: {why}")
-            continue
+        model = htp.open(out.qdq_model(scene))  # the deployable file itself (mixed 8/16-bit
+        # remedies included: the export converts at their boundaries, quantization/mixed.py)
         sim = EmbeddedBackend(qp.round_mode).prepare(view, c.encodings, list(what.outputs))
 
         def reference(x: NDArray[np.float32]) -> tuple[Tensors, Tensors]:
@@ -162,17 +146,3 @@ def chosen_of(found: Found) -> dict[str, Chosen]:
 
 def read(path: Path) -> RemedyRecheck:
     return RemedyRecheck.model_validate_json(path.read_text(encoding="utf-8"))
-
-
-def mixed_bitwidth_ops(view: ModelView, enc: Encodings) -> list[str]:
-    """Nodes whose quantized inputs and outputs do not all share one activation bitwidth (a
-    Conv from an 8-bit to a 16-bit tensor). onnxruntime-qnn 2.7.0 leaves such QDQ groups to
-    the CPU, so a model with any does not run on the HTP as exported; QNN's own converters
-    insert a Convert at such a boundary, fieldcal's QDQ export does not (yet)."""
-    out = []
-    for node in view.model.graph.node:
-        tensors = {view.fused_into.get(t, "") for t in (*node.input, *node.output)}
-        bits = {enc.activations[t].bitwidth for t in tensors if t in enc.activations}
-        if len(bits) > 1:
-            out.append(f"{node.op_type} {node.name or node.output[0]!r}")
-    return out

@@ -123,9 +123,9 @@ def compile_project(
     root: Path, params: Params, targets: Sequence[Target], by_hand: tuple[Path, Path] | None = None
 ) -> list[Compiled]:
     """Compile a QDQ model for each target, the input shape from the tensors params: the
-    project's ``out/quantize/model.qdq.onnx`` into ``out/compile/<target>/`` (the compile
-    stage), or ``by_hand = (qdq model, folder)``: any QDQ model (such as the shipped
-    ``out/remedies/qdq/ship.qdq.onnx``) into ``folder/<target>/``, outside DVC's outputs."""
+    project's ``out/quantize/model.qdq.onnx`` into ``out/compile/<target>/``, or ``by_hand =
+    (qdq model, folder)``: any QDQ model into ``folder/<target>/``, outside DVC's outputs.
+    (The compile stage compiles what ships: :func:`compile_stage`.)"""
     layout = Layout(root / params.paths.out)
     qdq_model, folder = by_hand or (layout.quantize.qdq_model, layout.compile.root)
     if by_hand is not None and folder.resolve().is_relative_to((root / params.paths.out).resolve()):
@@ -175,21 +175,36 @@ def compile_stage(root: Path, params: Params) -> list[Compiled] | str:
 
 
 def _stage_into(root: Path, params: Params, staging: Path) -> tuple[str | None, list[Compiled]]:
-    """Compile into ``staging`` and write its manifest; (skip reason or None, compiled)."""
+    """Compile what ships (``out/remedies/qdq/ship.qdq.onnx``, the one configuration for every
+    scene) into ``staging`` and write its manifest; (skip reason or None, compiled)."""
     manifest = staging / MANIFEST
+    out = Layout(root / params.paths.out)
+    qdq_model = out.remedies.qdq_model("ship")
     why = unsupported_platform()
+    if why is None and not qdq_model.is_file():
+        why = (
+            f"nothing ships: no configuration passes every scene ({qdq_model} was not written); "
+            "the report's verdict says what would. Compile any QDQ model by hand: "
+            "fieldcal compile --qdq PATH --soc N --out DIR"
+        )
     if why is not None:
         status = f"skipped: {why}"
         write_json(manifest, {"status": status, "targets": {}})
         return status, []
     targets = [Target(t.soc_model, t.htp_arch) for t in params.compile.targets]
-    qdq_model = Layout(root / params.paths.out).quantize.qdq_model
     done = _compile_all(root, params, targets, qdq_model, staging)
     write_json(
         manifest,
         {
             "status": "compiled",
+            "source": {
+                "file": Layout(Path(params.paths.out)).remedies.qdq_model("ship").as_posix(),
+                "sha256": sha256_file(qdq_model),
+            },
             "targets": {d.target.name: d.manifest.relative_to(staging).as_posix() for d in done},
+            "context_binaries": {
+                d.target.name: [b.relative_to(staging).as_posix() for b in d.binaries] for d in done
+            },
             "versions": versions().as_dict(),
         },
     )

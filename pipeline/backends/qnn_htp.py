@@ -226,7 +226,7 @@ def _options(cfg: SessionConfig, fallback: bool) -> Any:
     return opts
 
 
-def _fallen_back(source: str | bytes, cfg: SessionConfig) -> list[str]:
+def fallen_back(source: str | bytes, cfg: SessionConfig) -> list[str]:
     """Nodes outside the QNN EP's partitions, from a session that allows CPU fallback."""
     ort = _runtime()
     try:
@@ -263,7 +263,7 @@ class HtpSession:
         try:
             self.session = ort.InferenceSession(source, sess_options=_options(config, False))
         except _session_errors() as err:
-            nodes = _fallen_back(source, config)
+            nodes = fallen_back(source, config)
             listed = "\n  ".join(nodes[:50]) or "(none reported)"
             raise HtpFallbackError(
                 f"the model does not run wholly on the HTP ({str(err).strip()}).\n"

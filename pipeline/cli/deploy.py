@@ -41,7 +41,7 @@ def compile_cmd(
 ) -> None:
     """Compile a QDQ model into an EPContext model and its QNN context binary, per target,
     with a manifest of versions and sha256 (needs `pip install 'fieldcal[qnn]'`). The compile
-    stage does the same for out/quantize/model.qdq.onnx into out/compile/."""
+    stage does the same for what ships (out/remedies/qdq/ship.qdq.onnx) into out/compile/."""
     from pipeline.backends import qnn_compile
 
     p = project_params(root, params)

@@ -26,7 +26,13 @@ carries its dequantized value. Parameters:
 * a weight's DequantizeLinear output takes the initializer's name (the integers move to
   ``<name>__quantized``), so names line up with ``encodings.json``.
 
-Activations are uint8, or uint16 where the bitwidth is 16 (opset >= 21).
+Activations are uint8, or uint16 where the bitwidth is 16 (opset >= 21). Where 8- and 16-bit
+tensors meet, the op runs at 16 bits (:mod:`pipeline.quantization.mixed`): an 8-bit tensor it
+reads gets a conversion to its widened grid (``t__q -> DQ -> Q -> t__r16__q -> DQ -> t__r16``,
+the DQ -> Q a QNN Convert), an 8-bit tensor it writes is quantized on the widened grid first
+(``t__f -> Q -> t__w16__q -> DQ -> t__w16 -> Q -> t__q -> DQ -> t``). The tensor's own Q/DQ
+carries its encodings.json encoding; a conversion carries the widened one, and a bias the scale
+of the input its op receives (integers x 257 where that is widened: the same values).
 """
 
 from __future__ import annotations
@@ -43,11 +49,14 @@ from pipeline.graph.rewrite import toposort, with_outputs
 from pipeline.graph.view import ModelView, WeightedOp
 from pipeline.quantization.encoding import Encoding, RoundMode, onnx_zero_point, quantize
 from pipeline.quantization.encodings import Encodings
+from pipeline.quantization.mixed import WIDEN, Plan, plan, widened
 
 DQ_SUFFIX = "__dq"  # DequantizeLinear output of the graph input
 Q_SUFFIX = "__q"
 FLOAT_SUFFIX = "__f"
 INT_SUFFIX = "__quantized"
+READ16 = "__r16"  # an 8-bit tensor widened for the 16-bit ops that read it
+WRITE16 = "__w16"  # an 8-bit tensor as a 16-bit op writes it, before its own Q
 DEFAULT_OPSET = 21
 
 _ACT_TYPES = {8: TensorProto.UINT8, 16: TensorProto.UINT16}
@@ -87,8 +96,9 @@ def export_qdq(
     model = _with_opset(view.model, opset)
     graph = model.graph
     inits: list[onnx.TensorProto] = []
-    body, param_dqs, replaced = _rewire_weighted(view, enc, round_mode, inits)
-    act_qdqs = _insert_activation_qdq(view, enc, body, inits)
+    mix = plan(view, enc)
+    body, param_dqs, replaced = _rewire_weighted(view, enc, round_mode, mix, inits)
+    act_qdqs = _insert_activation_qdq(view, enc, mix, body, inits)
     nodes = toposort(param_dqs + act_qdqs + body, view.input_name, [*graph.initializer, *inits])
     used = {x for n in nodes for x in n.input}
     kept = [i for i in graph.initializer if i.name in used and i.name not in replaced]
@@ -114,7 +124,7 @@ def _with_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
 
 
 def _rewire_weighted(
-    view: ModelView, enc: Encodings, mode: RoundMode, inits: list[onnx.TensorProto]
+    view: ModelView, enc: Encodings, mode: RoundMode, mix: Plan, inits: list[onnx.TensorProto]
 ) -> tuple[list[onnx.NodeProto], list[onnx.NodeProto], set[str]]:
     """The graph's nodes with folded BNs gone and each weighted op reading its quantized
     weight and bias through a DequantizeLinear; also those DQ nodes and the replaced names."""
@@ -130,6 +140,7 @@ def _rewire_weighted(
             continue
         n = onnx.NodeProto()
         n.CopyFrom(node)  # the view's own model stays as it is
+        n.name = node_id  # the id mixed.plan names ops by
         body.append(n)
         if op is None:
             continue
@@ -140,32 +151,67 @@ def _rewire_weighted(
             dqs.append(_weight_dq(op, enc.weights[op.weight_name], mode, inits))
             replaced.add(op.weight_name)
         if op.bias_name and op.bias_name not in replaced:
-            dqs.append(_bias_dq(op, enc, inits))
+            dqs.append(_bias_dq(op, enc, mix, inits))
             replaced.add(op.bias_name)
     return body, dqs, replaced
 
 
 def _insert_activation_qdq(
-    view: ModelView, enc: Encodings, body: list[onnx.NodeProto], inits: list[onnx.TensorProto]
+    view: ModelView,
+    enc: Encodings,
+    mix: Plan,
+    body: list[onnx.NodeProto],
+    inits: list[onnx.TensorProto],
 ) -> list[onnx.NodeProto]:
     """Q/DQ pairs at every kept tensor with an encoding; producers renamed to ``t__f``,
-    consumers of the graph input to ``x__dq``."""
+    consumers of the graph input to ``x__dq``; and the 8/16-bit conversions of
+    :func:`pipeline.quantization.mixed.plan` (module docstring)."""
     nodes: list[onnx.NodeProto] = []
     for t in view.kept_tensors:
         e = enc.activations.get(t)
         if e is None:
             continue
+        readers = mix.reads.get(t, frozenset())
+        if readers:  # before the graph input's consumers are renamed to x__dq
+            _rename(body, t, t + READ16, inputs=True, only=readers)
+            nodes += _convert(t + Q_SUFFIX, t + READ16, t, e, inits)
         if t == view.input_name:
             nodes += _act_qdq(t, t + DQ_SUFFIX, t, e, inits)
             _rename(body, t, t + DQ_SUFFIX, inputs=True)
+        elif t in mix.writes:  # written on the widened grid, then narrowed to its own
+            w = widened(e)
+            nodes += _act_qdq(t + FLOAT_SUFFIX, t + WRITE16, t + WRITE16, w, inits)
+            nodes += _act_qdq(t + WRITE16, t, t, e, inits)
+            _rename(body, t, t + FLOAT_SUFFIX, inputs=False)
         else:
             nodes += _act_qdq(t + FLOAT_SUFFIX, t, t, e, inits)
             _rename(body, t, t + FLOAT_SUFFIX, inputs=False)
     return nodes
 
 
-def _rename(nodes: list[onnx.NodeProto], old: str, new: str, inputs: bool) -> None:
+def _convert(
+    src_q: str, dst: str, key: str, e: Encoding, inits: list[onnx.TensorProto]
+) -> list[onnx.NodeProto]:
+    """``src_q`` (``key``'s 8-bit integers) -> DQ -> Q(widened) -> DQ -> ``dst``: the DQ -> Q
+    pair the QNN EP fuses into a Convert; its own DQ, so it is the DQ's only consumer."""
+    own = f"{key}__scale", f"{key}__zero_point"  # added by key's own _act_qdq
+    dq = helper.make_node(
+        "DequantizeLinear", [src_q, *own], [dst + "__from"], name=f"{dst}__from__DQ"
+    )
+    return [dq, *_act_qdq(dst + "__from", dst, dst, widened(e), inits)]
+
+
+def _rename(
+    nodes: list[onnx.NodeProto],
+    old: str,
+    new: str,
+    inputs: bool,
+    only: frozenset[str] | None = None,
+) -> None:
+    """``old`` -> ``new`` among the nodes' inputs (or outputs); ``only``: in these nodes."""
     for n in nodes:
+        if only is not None and n.name not in only:
+            continue
         names = n.input if inputs else n.output
         for i, x in enumerate(names):
             if x == old:
@@ -251,9 +297,13 @@ def _weight_dq(
     return node
 
 
-def bias_scales(op: WeightedOp, enc: Encodings) -> NDArray[np.float32]:
-    """``float32(s_in) * float32(s_w)`` per output channel, multiplied in float32."""
-    in_enc = enc.activations.get(op.input)
+def bias_scales(
+    op: WeightedOp, enc: Encodings, received: Encoding | None = None
+) -> NDArray[np.float32]:
+    """``float32(s_in) * float32(s_w)`` per output channel, multiplied in float32; ``s_in`` is
+    the scale the op receives its input with (``received``: widened, for a 16-bit op reading an
+    8-bit tensor; its own encoding by default)."""
+    in_enc = received if received is not None else enc.activations.get(op.input)
     if in_enc is None:
         raise QdqExportError(f"{op.node}: its input {op.input!r} has no activation encoding")
     n = op.bias.shape[0]
@@ -272,16 +322,22 @@ def _bias_ints(b: NDArray[np.float32], grid: NDArray[np.float64]) -> NDArray[np.
     return q
 
 
-def _bias_dq(op: WeightedOp, enc: Encodings, inits: list[onnx.TensorProto]) -> onnx.NodeProto:
+def _bias_dq(
+    op: WeightedOp, enc: Encodings, mix: Plan, inits: list[onnx.TensorProto]
+) -> onnx.NodeProto:
+    """fieldcal's bias integers on its grid ``s_in * s_w``; where the op reads its input
+    widened (scale ``s_in / 257``), the same values as integers x 257 at the scale it receives."""
     b_encs = enc.biases[op.bias_name]
     if any(e.bitwidth != 32 for e in b_encs):
         raise QdqExportError(
             f"bias {op.bias_name!r} is {b_encs[0].bitwidth}-bit; the QNN EP takes int32 biases "
             "at input scale x weight scale. Set quantize.bias_bitwidth: 32."
         )
-    scale = bias_scales(op, enc)
+    received = mix.received(op.input, op.node, enc)
+    scale = bias_scales(op, enc, received)
     grid = np.broadcast_to(np.asarray([e.scale for e in b_encs], np.float64), scale.shape)
-    q = _bias_ints(op.bias, grid)
+    factor = WIDEN if mix.widens(op.input, op.node) else 1
+    q = np.clip(_bias_ints(op.bias, grid) * factor, -(2.0**31), 2.0**31 - 1)
     name = op.bias_name
     inits.append(numpy_helper.from_array(q.astype(np.int32), name + INT_SUFFIX))
     inits.append(numpy_helper.from_array(scale, name + "__scale"))

@@ -33,6 +33,7 @@ from pipeline.quantization.encoding import (
 )
 from pipeline.quantization.encodings import Encodings
 from pipeline.quantization.htp_requant import accumulator_shift
+from pipeline.quantization.mixed import plan, widened
 
 
 @dataclass(frozen=True)
@@ -194,11 +195,15 @@ def _activation_chains(
 ) -> tuple[list[onnx.NodeProto], dict[str, str]]:
     """Fake-quant chains at every kept tensor with an encoding (none left float), and the
     renames they need: the producer of ``t`` writes ``t__f`` and the chain writes ``t``; the
-    graph input ``x`` stays and its consumers read the chain's ``x__q``."""
+    graph input ``x`` stays and its consumers read the chain's ``x__q``. An 8-bit tensor that
+    a 16-bit op writes (:func:`pipeline.quantization.mixed.plan`) is rounded twice, first on
+    its widened grid, as the HTP does; an 8-bit tensor a 16-bit op reads needs nothing: the
+    widening is exact."""
     fq_nodes: list[onnx.NodeProto] = []
     rename: dict[str, str] = {}
     if not options.quantize_activations:
         return fq_nodes, rename
+    writes = plan(view, enc).writes
     for t in view.kept_tensors:
         e = enc.activations.get(t)
         if e is None or t in options.float_layers:
@@ -206,6 +211,11 @@ def _activation_chains(
         if t == view.input_name:
             rename[t] = f"{t}__q"
             fq_nodes += _fq_nodes(t, f"{t}__q", e, options.round_mode, new_inits)
+        elif t in writes:  # a 16-bit op writes it widened, a Convert narrows it (mixed.py)
+            rename[t] = f"{t}__f"
+            w = widened(e)
+            fq_nodes += _fq_nodes(f"{t}__f", f"{t}__w16", w, options.round_mode, new_inits)
+            fq_nodes += _fq_nodes(f"{t}__w16", t, e, options.round_mode, new_inits)
         else:
             rename[t] = f"{t}__f"
             fq_nodes += _fq_nodes(f"{t}__f", t, e, options.round_mode, new_inits)

@@ -39,7 +39,12 @@ def ship_box(s: verdict.Ship, scenes: int) -> str:
     passing = ", ".join(s.passing) or "none"
     if s.remedy is not None:
         qdq = f", QDQ model <code>{html.escape(str(s.qdq_model))}</code>" if s.qdq_model else ""
-        head = f"Ship <b>{html.escape(s.remedy)}</b> for the car: encodings {where}{qdq}."
+        ctx = "".join(
+            f", context binary ({html.escape(t)}) <code>{html.escape(b.as_posix())}</code>"
+            for t, bs in s.binaries.items()
+            for b in bs
+        )
+        head = f"Ship <b>{html.escape(s.remedy)}</b> for the car: encodings {where}{qdq}{ctx}."
         why = f"Passes {len(s.passing)} of {scenes} scenes ({html.escape(passing)})."
     elif s.best is not None:
         head = "<b>Nothing ships yet</b>: no single configuration passes every scene."

@@ -70,7 +70,7 @@ def render_html(title: str, inputs: ReportInputs, worst_n: int) -> str:
     metrics, scenes, info = inputs.metrics, inputs.metrics.scenes, inputs.metrics.run
     failing = _failing(metrics)
     if inputs.remedies:
-        ship = verdict.ship(inputs.remedies, inputs.layout)
+        ship = verdict.ship(inputs.remedies, inputs.layout, inputs.compiled)
         ship_html = actions.ship_box(ship, len(inputs.remedies))
         steps = verdict.next_steps(failing, inputs.remedies, inputs.stability)
     else:
@@ -122,6 +122,8 @@ def render_markdown(title: str, metrics: MetricsDocument, ship: verdict.Ship | N
             f"({ship.cost}).",
             "",
         ]
+        lines += [f"- context binary, {t}: `{b}`" for t, bs in ship.binaries.items() for b in bs]
+        lines += [""] if ship.binaries else []
     elif ship is not None:
         lines += [
             f"**Nothing ships yet**: no single configuration passes every scene; closest "

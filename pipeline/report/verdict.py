@@ -10,8 +10,9 @@ next steps for the scenes that fail.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pipeline.analysis.artifacts import GateRecord, StabilityRecord
 from pipeline.analysis.remedy_artifacts import SHARED, RemedyRow, RemedyVerdict
@@ -32,6 +33,8 @@ class Ship:
     passing: tuple[str, ...]
     failing: tuple[str, ...]
     qdq_model: Path | None = None  # the shipped encodings as a QDQ model (remedies stage)
+    # target name -> its QNN context binaries compiled from qdq_model (compile stage)
+    binaries: Mapping[str, tuple[Path, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,9 @@ def encodings_of(name: str, remedies: Remedies, lay: Layout) -> Path | None:
     return lay.remedies.scene_encodings(scene) if scene is not None else None
 
 
-def ship(remedies: Remedies, lay: Layout) -> Ship:
+def ship(remedies: Remedies, lay: Layout, compiled: Mapping[str, Any] | None = None) -> Ship:
+    """The configuration to ship (module docstring); ``compiled``, the compile stage's
+    manifest, adds the context binaries it compiled from the shipped QDQ model."""
     scenes = sorted(remedies)
     order = [r.remedy for r in remedies[scenes[0]].remedies if r.remedy in SHARED]
     tally: list[tuple[str, tuple[str, ...], str]] = []
@@ -66,12 +71,28 @@ def ship(remedies: Remedies, lay: Layout) -> Ship:
         if len(passing) == len(scenes):
             # the remedies stage writes this configuration's encodings as the car's file
             ship_qdq = lay.remedies.qdq_model("ship")
-            return Ship(name, name, cost, lay.remedies.ship, passing, (), ship_qdq)
+            bins = binaries_of(compiled, ship_qdq, lay)
+            return Ship(name, name, cost, lay.remedies.ship, passing, (), ship_qdq, bins)
     if not tally:
         return Ship(None, None, "", None, (), tuple(scenes))
     best, passing, cost = max(tally, key=lambda t: len(t[1]))  # first of the most passing
     failing = tuple(s for s in scenes if s not in passing)
     return Ship(None, best, cost, encodings_of(best, remedies, lay), passing, failing)
+
+
+def binaries_of(
+    compiled: Mapping[str, Any] | None, qdq_model: Path, lay: Layout
+) -> dict[str, tuple[Path, ...]]:
+    """Per target, the context binaries the compile stage's manifest lists when it compiled
+    ``qdq_model``; empty when it skipped or compiled something else."""
+    if not compiled or compiled.get("status") != "compiled":
+        return {}
+    if compiled.get("source", {}).get("file") != qdq_model.as_posix():
+        return {}
+    return {
+        t: tuple(lay.compile.root / b for b in bins)
+        for t, bins in sorted(compiled.get("context_binaries", {}).items())
+    }
 
 
 def _cosine_evidence(row: RemedyRow, gate: GateRecord) -> str:
