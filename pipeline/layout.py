@@ -325,11 +325,11 @@ class Layout:
             "curate": (self.curate.curated, self.curate.unused, self.curate.summary),
             "tensors": (t.root,),
             "quantize": (q.encodings, q.encodings_legacy, q.calibration, q.qdq_model),
-            "compile": (self.compile.root,),
             "evaluate": (e.metrics, e.layers, e.advice, e.layer_csvs, e.scenes_csv),
             "coverage": (self.coverage.coverage,),
             "stability": (self.stability.stability, self.stability.curves),
             "remedies": (r.remedies, r.encodings, r.qdq, r.recheck),
+            "compile": (self.compile.root,),
             "report": (
                 self.report.html,
                 self.report.summary,
