@@ -1,37 +1,67 @@
-"""The HTP's requantization of Conv/ConvTranspose+ReLU groups, for the embedded simulation
-(``SimOptions.requant = "htp"``).
+"""The HTP's requantization of Conv/ConvTranspose groups, for the embedded simulation
+(``SimOptions.requant = "htp"``; docs/quantization.md §8.5).
 
-Measured on Qualcomm's HTP emulator (onnxruntime-qnn 2.7.0, QAIRT 2.51.0) against exact int32
-accumulators, teacher-forced per layer: before the requantization multiplier
-``M = s_in * s_w[c] / s_out`` the HTP shifts the int32 accumulator right by
-``k = max(0, floor(log2(1 / M)) - 3)`` bits, flooring, so ``2^k M`` lies in (1/16, 1/8]::
+Fitted on Qualcomm's HTP emulator (onnxruntime-qnn 2.7.0, QAIRT 2.51.0) against exact int32
+accumulators, teacher-forced per layer (each group fed the HTP's own quantized inputs). With
+``M = s_in * s_w[c] / s_out`` (the float32 scales), ``e = floor(log2(1 / M))`` and the output
+zero point ``zo = -offset``, the HTP computes::
 
-    q = clip(round(floor(acc / 2^k) * 2^k * M - offset), 0, 2^bw - 1)
+    Z = round(zo / M)                       the zero point, folded into the accumulator
+    j = floor((acc + Z) / 2^k)              the accumulator shifted right, flooring
+    m = round(M * 2^b) / 2^b                the multiplier, rounded to b fractional bits
+    q = clip(floor(j * m + 0.5), 0, 2^bw - 1)
 
-This makes Conv/ConvTranspose+ReLU groups 99.86 % element-equal to the HTP on the demo (the
-reference simulation: 97.6 %). Groups without a fused ReLU (signed outputs, offset != 0) and
-Add follow other rules not yet fitted, so they keep the reference requantization.
+with ``k = max(0, e - 3)``, ``b = k + 14`` (an 11-bit multiplier after the shift) for Conv,
+ConvTranspose and stride-1 depthwise Conv, and ``k = 0``, ``b = e + 15`` (a 15-bit multiplier,
+no shift) for strided depthwise Conv. A fused ReLU needs nothing more: its output has
+``zo = 0`` and the clip at 0 is the ReLU. On the demo this reproduces every Conv group's output
+integers on 99.998-100 % of elements (docs §8.5). It applies where input, weights and output
+are 8-bit, the configuration it was fitted on; other groups keep the reference rounding.
 
-Here the shift is a chain after the Conv: ``acc = Round(y / unit)``, ``Floor(acc * 2^-k)``,
-``* 2^k unit`` with ``unit = s_in * s_w[c]``, in float32: exact while ``|acc| < 2^24``.
+In the simulation graph each such Conv writes ``<conv_output>__htp_y``, and a chain rebuilds
+the accumulator ``acc = Round(y / (s_in s_w))`` (exact while ``|acc| < 2^24``, in float32),
+applies the rule in float64 (exact) and writes the dequantized grid value
+``(q + offset) * s_out`` (float32, as the activation quantizer computes it) to ``conv_output``,
+so the group's ReLU and activation quantizer that follow leave it unchanged.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import onnx
 from numpy.typing import NDArray
-from onnx import helper, numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 
 from pipeline.graph.view import ModelView, WeightedOp
 from pipeline.quantization.encodings import Encodings
 
 
-def shift_bits(m: float) -> int:
-    """Bits the HTP drops from the accumulator before multiplying by ``m`` (``M`` above)."""
-    return max(0, math.floor(math.log2(1.0 / m)) - 3)
+def shift_bits(m: float, strided_depthwise: bool = False) -> int:
+    """Bits the HTP drops from the accumulator before multiplying by ``m`` (``k`` above)."""
+    return 0 if strided_depthwise else max(0, math.floor(math.log2(1.0 / m)) - 3)
+
+
+def post_shift(m: float, strided_depthwise: bool = False) -> int:
+    """Bits the product ``j * round(m 2^(k + s))`` is shifted right by, rounding (``s``): the
+    multiplier's fractional bits are ``b = k + s``."""
+    return math.floor(math.log2(1.0 / m)) + 15 if strided_depthwise else 14
+
+
+def requantize(
+    acc: NDArray[np.int64], m: float, zero_point: int, top: int, strided_depthwise: bool = False
+) -> NDArray[np.int64]:
+    """The HTP's output integers for int32 accumulators ``acc`` of one channel (the rule above,
+    in integers: the reference the simulation graph's chain is tested against)."""
+    k, s = shift_bits(m, strided_depthwise), post_shift(m, strided_depthwise)
+    z = math.floor(zero_point / m + 0.5)
+    j = np.floor_divide(acc.astype(np.int64) + z, 2**k)
+    m_int = math.floor(m * 2 ** (k + s) + 0.5)
+    q = (j * m_int + 2 ** (s - 1)) >> s
+    out: NDArray[np.int64] = np.clip(q, 0, top)
+    return out
 
 
 def _channel_scales(op: WeightedOp, enc: Encodings) -> NDArray[np.float64]:
@@ -41,14 +71,70 @@ def _channel_scales(op: WeightedOp, enc: Encodings) -> NDArray[np.float64]:
 
 
 def applies(op: WeightedOp, enc: Encodings) -> bool:
-    """A Conv/ConvTranspose whose ReLU is fused (its kept output is the ReLU's)."""
+    """A Conv/ConvTranspose with 8-bit input, weights and output encodings."""
+    if op.op_type not in ("Conv", "ConvTranspose"):
+        return False
+    e_in, e_out = enc.activations.get(op.input), enc.activations.get(op.output)
+    w = enc.weights.get(op.weight_name)
     return (
-        op.op_type in ("Conv", "ConvTranspose")
-        and op.output != op.conv_output
-        and op.input in enc.activations
-        and op.output in enc.activations
-        and op.weight_name in enc.weights
+        e_in is not None
+        and e_out is not None
+        and bool(w)
+        and {e_in.bitwidth, e_out.bitwidth, *(e.bitwidth for e in w or [])} == {8}
     )
+
+
+def is_strided_depthwise(op: WeightedOp, node: onnx.NodeProto) -> bool:
+    """A depthwise Conv (one input channel per group) with a stride above 1."""
+    strides = next((list(a.ints) for a in node.attribute if a.name == "strides"), [1])
+    return op.op_type == "Conv" and op.group > 1 and op.weight.shape[1] == 1 and max(strides) > 1
+
+
+def _f32(v: float) -> float:
+    return float(np.float32(v))
+
+
+def _constants(op: WeightedOp, enc: Encodings, strided_dw: bool) -> dict[str, NDArray[Any]]:
+    """Per output channel (shape (1, C, 1, 1)): 1 / (s_in s_w) in float32, and in float64 Z,
+    2^-k and the rounded multiplier ``round(M 2^(k + s)) / 2^s`` (the rule above, from the
+    float32 scales the HTP gets); then scalars: 0.5, 0, the grid's top, offset and scale."""
+    e_in, e_out = enc.activations[op.input], enc.activations[op.output]
+    s_w = _channel_scales(op, enc)
+    m = _f32(e_in.scale) * np.array([_f32(x) for x in s_w]) / _f32(e_out.scale)
+    k = np.array([shift_bits(x, strided_dw) for x in m], np.float64)
+    s = np.array([post_shift(x, strided_dw) for x in m], np.float64)
+    shape = (1, len(m), 1, 1)
+    return {
+        "inv_unit": (1.0 / (e_in.scale * s_w)).reshape(shape).astype(np.float32),
+        "z": np.floor(-e_out.offset / m + 0.5).reshape(shape),
+        "inv_2k": (2.0**-k).reshape(shape),
+        "mult": (np.floor(m * 2.0 ** (k + s) + 0.5) / 2.0**s).reshape(shape),
+        "half": np.array(0.5),
+        "zero": np.array(0.0),
+        "top": np.array(float(e_out.steps)),
+        "offset": np.array(e_out.offset, np.float32),
+        "scale": np.array(e_out.scale, np.float32),
+    }
+
+
+def _chain(p: str, conv_output: str) -> list[onnx.NodeProto]:
+    """Nodes from ``<p>_y`` (the Conv's float output) to ``conv_output`` (the grid value)."""
+    mk = helper.make_node
+    return [
+        mk("Mul", [f"{p}_y", f"{p}_inv_unit"], [f"{p}_acc_f"]),
+        mk("Round", [f"{p}_acc_f"], [f"{p}_acc32"]),
+        mk("Cast", [f"{p}_acc32"], [f"{p}_acc"], to=TensorProto.DOUBLE),
+        mk("Add", [f"{p}_acc", f"{p}_z"], [f"{p}_az"]),
+        mk("Mul", [f"{p}_az", f"{p}_inv_2k"], [f"{p}_sh_f"]),
+        mk("Floor", [f"{p}_sh_f"], [f"{p}_j"]),
+        mk("Mul", [f"{p}_j", f"{p}_mult"], [f"{p}_v"]),
+        mk("Add", [f"{p}_v", f"{p}_half"], [f"{p}_vh"]),
+        mk("Floor", [f"{p}_vh"], [f"{p}_q_raw"]),
+        mk("Clip", [f"{p}_q_raw", f"{p}_zero", f"{p}_top"], [f"{p}_q64"]),
+        mk("Cast", [f"{p}_q64"], [f"{p}_q"], to=TensorProto.FLOAT),
+        mk("Add", [f"{p}_q", f"{p}_offset"], [f"{p}_qo"]),
+        mk("Mul", [f"{p}_qo", f"{p}_scale"], [conv_output]),
+    ]
 
 
 def accumulator_shift(
@@ -66,24 +152,14 @@ def accumulator_shift(
     for op in view.weighted:
         if not applies(op, enc) or {op.node, op.output} & skip:
             continue
-        conv = producers.get(op.conv_output)
-        if conv is None:
+        # a Conv without a fused ReLU writes its kept tensor, which the simulation renamed
+        out = next((o for o in (op.conv_output, f"{op.conv_output}__f") if o in producers), "")
+        if not out:
             continue
-        s_w = _channel_scales(op, enc)
-        s_in, s_out = enc.activations[op.input].scale, enc.activations[op.output].scale
-        unit = s_in * s_w
-        k = np.array([shift_bits(s_in * sw / s_out) for sw in s_w], np.float64)
-        p, shape = f"{op.conv_output}__htp", (1, len(s_w), 1, 1)
-        for name, v in (("inv_unit", 1.0 / unit), ("inv_2k", 2.0**-k), ("back", unit * 2.0**k)):
-            inits.append(
-                numpy_helper.from_array(v.reshape(shape).astype(np.float32), f"{p}_{name}")
-            )
-        conv.output[list(conv.output).index(op.conv_output)] = f"{p}_y"
-        chains += [
-            helper.make_node("Mul", [f"{p}_y", f"{p}_inv_unit"], [f"{p}_acc_f"]),
-            helper.make_node("Round", [f"{p}_acc_f"], [f"{p}_acc"]),
-            helper.make_node("Mul", [f"{p}_acc", f"{p}_inv_2k"], [f"{p}_sh_f"]),
-            helper.make_node("Floor", [f"{p}_sh_f"], [f"{p}_sh"]),
-            helper.make_node("Mul", [f"{p}_sh", f"{p}_back"], [op.conv_output]),
-        ]
+        conv = producers[out]
+        p = f"{op.conv_output}__htp"
+        for name, v in _constants(op, enc, is_strided_depthwise(op, conv)).items():
+            inits.append(numpy_helper.from_array(v, f"{p}_{name}"))
+        conv.output[list(conv.output).index(out)] = f"{p}_y"
+        chains += _chain(p, out)
     return chains
