@@ -1,18 +1,20 @@
-"""The embedded simulation with the HTP's Conv+ReLU requantization against the real emulator."""
+"""The embedded simulation with the HTP's Conv requantization (docs §8.5) against the emulator."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from onnx import TensorProto, helper
 
 from pipeline.backends.htp_runner import HtpBackend, HtpConfig
 from pipeline.backends.qnn_htp import input_shape
 from pipeline.data.tensors import read_raw
-from pipeline.graph.rewrite import with_outputs
 from pipeline.graph.runtime import Runner
-from pipeline.graph.view import analyze
-from pipeline.quantization.htp_requant import shift_bits
-from pipeline.quantization.simulate import SimOptions, build_quantized_model
+from pipeline.graph.view import ModelView, analyze
+from pipeline.params import EvaluateParams
+from pipeline.quantization.encodings import Encodings
+from pipeline.quantization.htp_requant import post_shift, requantize, shift_bits
+from pipeline.quantization.simulate import Requant, SimOptions, build_quantized_model
 from tests.qnn_models import TINY_TP, calibrated, needs_htp, tiny_model
 
 
@@ -21,33 +23,77 @@ from tests.qnn_models import TINY_TP, calibrated, needs_htp, tiny_model
 )
 def test_shift_brings_the_multiplier_above_a_sixteenth_up_to_an_eighth(m, k):
     assert shift_bits(m) == k
+    assert shift_bits(m, strided_depthwise=True) == 0
     if k:
         assert 1 / 16 < m * 2**k <= 1 / 8
 
 
+def test_multiplier_bits_are_eleven_after_the_shift_and_fifteen_for_strided_depthwise():
+    for m in (0.1, 0.01, 0.00395, 0.0007):
+        k, s = shift_bits(m), post_shift(m)
+        assert 2**10 < round(m * 2 ** (k + s)) <= 2**11
+        s2 = post_shift(m, strided_depthwise=True)
+        assert 2**14 <= round(m * 2**s2) <= 2**15
+
+
+def test_zero_point_is_folded_into_the_accumulator_before_the_floor():
+    """M = 0.00395 (k = 4), zero point 127: the reference rounds -106 M + 127 = 126.58 up to
+    127; the HTP floors (-106 + round(127 / M)) / 16 first and lands on 126."""
+    acc = np.array([-106, 0, 100000, -100000])
+    assert requantize(acc, 0.00395, 127, 255).tolist() == [126, 127, 255, 0]
+
+
+def test_the_params_key_selects_the_rule_and_refuses_others():
+    assert EvaluateParams().simulation == "reference"
+    assert EvaluateParams(simulation="htp").simulation == "htp"
+    with pytest.raises(ValueError, match="simulation"):
+        EvaluateParams.model_validate({"simulation": "exact"})
+
+
+def _teacher_forced(view: ModelView, enc: Encodings, mode: Requant, kept: list[str]) -> Runner:
+    """The simulation with every consumer of a kept tensor reading graph input ``<t>__in``
+    (fed the HTP's value), so each group is judged on the HTP's own inputs."""
+    model = build_quantized_model(view, enc, SimOptions(requant=mode))
+    g = model.graph
+    for node in g.node:
+        for i, x in enumerate(node.input):
+            if x in kept:
+                node.input[i] = f"{x}__in"
+    g.input.extend(helper.make_tensor_value_info(f"{t}__in", TensorProto.FLOAT, None) for t in kept)
+    del g.output[:]
+    g.output.extend(helper.make_empty_tensor_value_info(t) for t in kept)
+    del g.value_info[:]
+    return Runner(model)
+
+
 @needs_htp
-def test_htp_requant_matches_the_emulator_on_the_first_conv_relu(photos, tmp_path):
-    """Teacher-forced by construction: the first Conv+BN+ReLU takes the quantized image, which
-    is the same on both sides, so every difference belongs to its requantization."""
+def test_htp_requant_matches_the_emulator_on_every_conv_group(photos, tmp_path):
+    """Teacher-forced, every Conv group of the small model after the first (depthwise
+    Conv+ReLU, Conv without ReLU at a nonzero zero point, ConvTranspose+ReLU, the heads) gives
+    the HTP's integers with ``requant="htp"``; the reference misses some."""
     view = analyze(tiny_model())
     enc, raws = calibrated(view, photos, tmp_path)
+    # the first Conv reads the image, which the HTP's QuantizeLinear (on the CPU, half to
+    # even after a float32 division) quantizes apart from the simulation on ~0.5 % of pixels
+    # at this input scale (not 1 as on the demo): not a requantization difference
+    groups = [op.output for op in view.weighted if op.input != view.input_name]
+    kept = [t for t in view.kept_tensors if t in enc.activations and t != view.input_name]
     shape = input_shape(TINY_TP.height, TINY_TP.width, "NCHW")
-    htp = HtpBackend(HtpConfig(shape)).prepare(view, enc, ["r1"])
-    sims = {
-        mode: Runner(
-            with_outputs(build_quantized_model(view, enc, SimOptions(requant=mode)), ["r1"])
-        )
-        for mode in ("reference", "htp")
-    }
-    scale = enc.activations["r1"].scale
-    equal = dict.fromkeys(sims, 0)
-    total = 0
+    htp = HtpBackend(HtpConfig(shape)).prepare(view, enc, kept)
+    sims = {mode: _teacher_forced(view, enc, mode, kept) for mode in ("reference", "htp")}
+    equal = {mode: dict.fromkeys(groups, 0) for mode in sims}
+    total = dict.fromkeys(groups, 0)
     for r in raws:
         x = read_raw(r, TINY_TP, "NCHW")
-        want = np.rint(htp.run(x)["r1"] / scale)
-        total += want.size
+        want = htp.run(x)
+        feed = {view.input_name: x, **{f"{t}__in": want[t] for t in kept}}
         for mode, sim in sims.items():
-            equal[mode] += int(np.count_nonzero(np.rint(sim.run(x, ["r1"])["r1"] / scale) == want))
-    share = {m: n / total for m, n in equal.items()}
-    assert share["htp"] > share["reference"], share
-    assert share["htp"] >= 0.99, share
+            got = dict(zip(kept, sim.session.run(kept, feed), strict=True))
+            for t in groups:
+                scale = enc.activations[t].scale
+                same = np.rint(got[t] / scale) == np.rint(want[t] / scale)
+                equal[mode][t] += int(np.count_nonzero(same))
+                total[t] += same.size if mode == "htp" else 0
+    share = {m: {t: equal[m][t] / total[t] for t in groups} for m in sims}
+    assert min(share["htp"].values()) >= 0.999, share
+    assert sum(share["htp"].values()) > sum(share["reference"].values()), share

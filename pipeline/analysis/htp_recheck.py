@@ -101,7 +101,9 @@ def _on_htp(
             scenes[scene] = _failed(c.remedy, out.qdq_model(scene), model, why)
             print(f"remedies: {scene}: {c.remedy} on the HTP: {why}")
             continue
-        sim = EmbeddedBackend(qp.round_mode).prepare(view, c.encodings, list(what.outputs))
+        sim = EmbeddedBackend(qp.round_mode, params.evaluate.simulation).prepare(
+            view, c.encodings, list(what.outputs)
+        )
 
         def reference(x: NDArray[np.float32]) -> tuple[Tensors, Tensors]:
             return flt.run(x, list(what.outputs)), sim.run(x)  # noqa: B023 (used in this loop)

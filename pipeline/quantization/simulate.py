@@ -34,6 +34,8 @@ from pipeline.quantization.encoding import (
 from pipeline.quantization.encodings import Encodings
 from pipeline.quantization.htp_requant import accumulator_shift
 
+Requant = Literal["reference", "htp"]
+
 
 @dataclass(frozen=True)
 class SimOptions:
@@ -42,9 +44,9 @@ class SimOptions:
     round_mode: RoundMode = "half_away"
     # Node ids or kept tensor names left in float (their weights and their output activation).
     float_layers: frozenset[str] = frozenset()
-    # "htp": Conv/ConvTranspose+ReLU requantize as the QNN HTP does (pipeline/quantization/
-    # htp_requant.py: the accumulator floored by 2^k first); "reference": exact rounding.
-    requant: Literal["reference", "htp"] = "reference"
+    # "htp": 8-bit Conv/ConvTranspose groups requantize as the QNN HTP does (pipeline/
+    # quantization/htp_requant.py, docs §8.5); "reference": exact rounding (§8.1).
+    requant: Requant = "reference"
 
 
 def _fake_quant_bias(
