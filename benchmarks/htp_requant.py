@@ -2,7 +2,8 @@
 
 For each scene of ``out/tensors/evaluation`` of a project whose ``dvc repro quantize`` has run:
 float vs the HTP, float vs the embedded simulation with ``SimOptions.requant`` "reference" and
-"htp" (headline SQNR, the gate's verdict). HTP outputs are cached under ``--cache``. Usage::
+"htp" (``evaluate.simulation``; headline SQNR, the gate's verdict). HTP outputs are cached
+under ``--cache``. Figures: docs/quantization.md §8.5. Usage::
 
     python -m benchmarks.htp_requant PROJECT [--workers N] [--cache DIR]
 """
