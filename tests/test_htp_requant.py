@@ -1,4 +1,4 @@
-"""The embedded simulation with the HTP's Conv requantization (docs §8.5) against the emulator."""
+"""The embedded simulation with the HTP's Conv and Add arithmetic (docs §8.5) against the emulator."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from pipeline.data.tensors import read_raw
 from pipeline.graph.runtime import Runner
 from pipeline.graph.view import ModelView, analyze
 from pipeline.params import EvaluateParams
+from pipeline.quantization.encoding import Encoding
 from pipeline.quantization.encodings import Encodings
+from pipeline.quantization.htp_add import add, factors
 from pipeline.quantization.htp_requant import post_shift, requantize, shift_bits
 from pipeline.quantization.simulate import Requant, SimOptions, build_quantized_model
 from tests.qnn_models import TINY_TP, calibrated, needs_htp, tiny_model
@@ -43,6 +45,20 @@ def test_zero_point_is_folded_into_the_accumulator_before_the_floor():
     assert requantize(acc, 0.00395, 127, 255).tolist() == [126, 127, 255, 0]
 
 
+def test_add_rescales_with_13_fractional_bits_and_the_zero_points_to_5():
+    """s_a / s_o = 0.845 and s_b / s_o = 0.7035 become 6922 / 2^13 and 5763 / 2^13, and the
+    folded zero points -71.1646 become -2277 / 2^5: 0.845 (0 - 144) + 0.7035 (190 - 140) + 149
+    = 62.495 rounds to 62, the HTP gives 63."""
+    a, b, out = _enc(0.845, -144), _enc(0.7035, -140), _enc(1.0, -149)
+    assert factors(a, b, out) == (6922, 5763, -2277 * 2**8 + 2**12)
+    assert add(0, 190, a, b, out) == 63
+    assert add(255, 255, a, b, out) == 255 and add(0, 0, a, b, out) == 0
+
+
+def _enc(scale: float, offset: int) -> Encoding:
+    return Encoding(8, scale, offset, scale * offset, scale * (offset + 255), False)
+
+
 def test_the_params_key_selects_the_rule_and_refuses_others():
     assert EvaluateParams().simulation == "reference"
     assert EvaluateParams(simulation="htp").simulation == "htp"
@@ -67,16 +83,16 @@ def _teacher_forced(view: ModelView, enc: Encodings, mode: Requant, kept: list[s
 
 
 @needs_htp
-def test_htp_requant_matches_the_emulator_on_every_conv_group(photos, tmp_path):
+def test_htp_requant_matches_the_emulator_on_every_conv_group_and_add(photos, tmp_path):
     """Teacher-forced, every Conv group of the small model after the first (depthwise
-    Conv+ReLU, Conv without ReLU at a nonzero zero point, ConvTranspose+ReLU, the heads) gives
-    the HTP's integers with ``requant="htp"``; the reference misses some."""
+    Conv+ReLU, Conv without ReLU at a nonzero zero point, ConvTranspose+ReLU, the heads) and
+    its Add give the HTP's integers with ``requant="htp"``; the reference misses some."""
     view = analyze(tiny_model())
     enc, raws = calibrated(view, photos, tmp_path)
     # the first Conv reads the image, which the HTP's QuantizeLinear (on the CPU, half to
     # even after a float32 division) quantizes apart from the simulation on ~0.5 % of pixels
     # at this input scale (not 1 as on the demo): not a requantization difference
-    groups = [op.output for op in view.weighted if op.input != view.input_name]
+    groups = [op.output for op in view.weighted if op.input != view.input_name] + ["sum"]
     kept = [t for t in view.kept_tensors if t in enc.activations and t != view.input_name]
     shape = input_shape(TINY_TP.height, TINY_TP.width, "NCHW")
     htp = HtpBackend(HtpConfig(shape)).prepare(view, enc, kept)

@@ -146,11 +146,12 @@ def accumulator_shift(
 ) -> list[onnx.NodeProto]:
     """Rewire each applicable Conv in ``nodes`` (its output renamed ``<conv_output>__htp_y``)
     and return the chains that produce ``conv_output`` again; constants go to ``inits``.
-    Layers in ``skip`` (node ids or kept tensors left in float) are not touched."""
+    Layers in ``skip`` (node ids or kept tensors left in float), and Convs reading one, are
+    not touched."""
     producers = {o: n for n in nodes for o in n.output}
     chains: list[onnx.NodeProto] = []
     for op in view.weighted:
-        if not applies(op, enc) or {op.node, op.output} & skip:
+        if not applies(op, enc) or {op.node, op.input, op.output} & skip:
             continue
         # a Conv without a fused ReLU writes its kept tensor, which the simulation renamed
         out = next((o for o in (op.conv_output, f"{op.conv_output}__f") if o in producers), "")

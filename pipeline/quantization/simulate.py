@@ -32,6 +32,7 @@ from pipeline.quantization.encoding import (
     quantize,
 )
 from pipeline.quantization.encodings import Encodings
+from pipeline.quantization.htp_add import rescale_adds
 from pipeline.quantization.htp_requant import accumulator_shift
 
 Requant = Literal["reference", "htp"]
@@ -44,8 +45,8 @@ class SimOptions:
     round_mode: RoundMode = "half_away"
     # Node ids or kept tensor names left in float (their weights and their output activation).
     float_layers: frozenset[str] = frozenset()
-    # "htp": 8-bit Conv/ConvTranspose groups requantize as the QNN HTP does (pipeline/
-    # quantization/htp_requant.py, docs §8.5); "reference": exact rounding (§8.1).
+    # "htp": 8-bit Conv/ConvTranspose groups and Adds requantize as the QNN HTP does
+    # (pipeline/quantization/htp_requant.py, htp_add.py; docs §8.5); "reference": exact (§8.1).
     requant: Requant = "reference"
 
 
@@ -131,6 +132,7 @@ def build_quantized_model(
     _rename_tensors(new_nodes, rename, view.input_name)
     if options.requant == "htp" and options.quantize_weights and options.quantize_activations:
         new_nodes += accumulator_shift(view, enc, new_nodes, new_inits, options.float_layers)
+        new_nodes = rescale_adds(view, enc, new_nodes, new_inits, options.float_layers)
     used = {x for n in new_nodes for x in n.input}
     kept_inits = [i for i in graph.initializer if i.name in used]
     del graph.node[:]
