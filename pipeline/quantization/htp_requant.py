@@ -3,20 +3,21 @@
 
 Fitted on Qualcomm's HTP emulator (onnxruntime-qnn 2.7.0, QAIRT 2.51.0) against exact int32
 accumulators, teacher-forced per layer (each group fed the HTP's own quantized inputs). With
-``M = s_in * s_w[c] / s_out`` (the float32 scales), ``e = floor(log2(1 / M))`` and the output
-zero point ``zo = -offset``, the HTP computes::
+``M = float32(s_in * s_w[c] / s_out)`` (from the float32 scales), ``e = floor(log2(1 / M))``
+and the output zero point ``zo = -offset``, the HTP computes::
 
-    Z = round(zo / M)                       the zero point, folded into the accumulator
+    Z = round(float32(zo / M))              the zero point, folded into the accumulator
     j = floor((acc + Z) / 2^k)              the accumulator shifted right, flooring
-    m = round(M * 2^b) / 2^b                the multiplier, rounded to b fractional bits
-    q = clip(floor(j * m + 0.5), 0, 2^bw - 1)
+    m = round(M * 2^b)                      the multiplier, an integer
+    q = clip((j * m + 2^(b-k-1)) >> (b - k), 0, 2^bw - 1)
 
 with ``k = max(0, e - 3)``, ``b = k + 14`` (an 11-bit multiplier after the shift) for Conv,
 ConvTranspose and stride-1 depthwise Conv, and ``k = 0``, ``b = e + 15`` (a 15-bit multiplier,
-no shift) for strided depthwise Conv. A fused ReLU needs nothing more: its output has
-``zo = 0`` and the clip at 0 is the ReLU. On the demo this reproduces every Conv group's output
-integers on 99.998-100 % of elements (docs §8.5). It applies where input, weights and output
-are 8-bit, the configuration it was fitted on; other groups keep the reference rounding.
+no shift; its rounding takes exact halves down) for strided depthwise Conv. Every other
+rounding is half up. A fused ReLU needs nothing more: its output has ``zo = 0`` and the clip
+at 0 is the ReLU. On the demo this reproduces every Conv group's output integers but about one
+element in ten million (docs §8.5). It applies where input, weights and output are 8-bit, the
+configuration it was fitted on; other groups keep the reference rounding.
 
 In the simulation graph each such Conv writes ``<conv_output>__htp_y``, and a chain rebuilds
 the accumulator ``acc = Round(y / (s_in s_w))`` (exact while ``|acc| < 2^24``, in float32),
@@ -39,27 +40,42 @@ from pipeline.graph.view import ModelView, WeightedOp
 from pipeline.quantization.encodings import Encodings
 
 
+def multiplier(s_in: float, s_w: float, s_out: float) -> float:
+    """``M`` above: the float32 scales' product and quotient, rounded to float32."""
+    f = np.float32
+    return float(f(float(f(s_in)) * float(f(s_w)) / float(f(s_out))))
+
+
 def shift_bits(m: float, strided_depthwise: bool = False) -> int:
     """Bits the HTP drops from the accumulator before multiplying by ``m`` (``k`` above)."""
     return 0 if strided_depthwise else max(0, math.floor(math.log2(1.0 / m)) - 3)
 
 
 def post_shift(m: float, strided_depthwise: bool = False) -> int:
-    """Bits the product ``j * round(m 2^(k + s))`` is shifted right by, rounding (``s``): the
-    multiplier's fractional bits are ``b = k + s``."""
+    """Bits the product ``j * m_int`` is shifted right by, rounding half up (``b - k`` above)."""
     return math.floor(math.log2(1.0 / m)) + 15 if strided_depthwise else 14
+
+
+def integer_multiplier(m: float, strided_depthwise: bool = False) -> int:
+    """``round(M 2^b)`` (exact halves down for strided depthwise Convs)."""
+    x = m * 2.0 ** (shift_bits(m, strided_depthwise) + post_shift(m, strided_depthwise))
+    return math.ceil(x - 0.5) if strided_depthwise else math.floor(x + 0.5)
+
+
+def folded_zero_point(zero_point: int, m: float) -> int:
+    """``Z`` above: ``zo / M`` divided in float32, rounded half up."""
+    return math.floor(float(np.float32(zero_point) / np.float32(m)) + 0.5)
 
 
 def requantize(
     acc: NDArray[np.int64], m: float, zero_point: int, top: int, strided_depthwise: bool = False
 ) -> NDArray[np.int64]:
-    """The HTP's output integers for int32 accumulators ``acc`` of one channel (the rule above,
-    in integers: the reference the simulation graph's chain is tested against)."""
+    """The HTP's output integers for int32 accumulators ``acc`` of one channel with multiplier
+    ``m`` (:func:`multiplier`): the rule above in integers, which the simulation graph's
+    chain computes in float64."""
     k, s = shift_bits(m, strided_depthwise), post_shift(m, strided_depthwise)
-    z = math.floor(zero_point / m + 0.5)
-    j = np.floor_divide(acc.astype(np.int64) + z, 2**k)
-    m_int = math.floor(m * 2 ** (k + s) + 0.5)
-    q = (j * m_int + 2 ** (s - 1)) >> s
+    j = np.floor_divide(acc.astype(np.int64) + folded_zero_point(zero_point, m), 2**k)
+    q = (j * integer_multiplier(m, strided_depthwise) + 2 ** (s - 1)) >> s
     out: NDArray[np.int64] = np.clip(q, 0, top)
     return out
 
@@ -90,25 +106,25 @@ def is_strided_depthwise(op: WeightedOp, node: onnx.NodeProto) -> bool:
     return op.op_type == "Conv" and op.group > 1 and op.weight.shape[1] == 1 and max(strides) > 1
 
 
-def _f32(v: float) -> float:
-    return float(np.float32(v))
-
-
 def _constants(op: WeightedOp, enc: Encodings, strided_dw: bool) -> dict[str, NDArray[Any]]:
     """Per output channel (shape (1, C, 1, 1)): 1 / (s_in s_w) in float32, and in float64 Z,
-    2^-k and the rounded multiplier ``round(M 2^(k + s)) / 2^s`` (the rule above, from the
-    float32 scales the HTP gets); then scalars: 0.5, 0, the grid's top, offset and scale."""
+    2^-k and the multiplier ``m_int / 2^(b - k)`` (the rule above); then scalars: 0.5, 0, the
+    grid's top, offset and scale."""
     e_in, e_out = enc.activations[op.input], enc.activations[op.output]
     s_w = _channel_scales(op, enc)
-    m = _f32(e_in.scale) * np.array([_f32(x) for x in s_w]) / _f32(e_out.scale)
-    k = np.array([shift_bits(x, strided_dw) for x in m], np.float64)
-    s = np.array([post_shift(x, strided_dw) for x in m], np.float64)
+    m = [multiplier(e_in.scale, x, e_out.scale) for x in s_w]
     shape = (1, len(m), 1, 1)
+
+    def per_channel(values: list[float]) -> NDArray[np.float64]:
+        return np.array(values, np.float64).reshape(shape)
+
     return {
         "inv_unit": (1.0 / (e_in.scale * s_w)).reshape(shape).astype(np.float32),
-        "z": np.floor(-e_out.offset / m + 0.5).reshape(shape),
-        "inv_2k": (2.0**-k).reshape(shape),
-        "mult": (np.floor(m * 2.0 ** (k + s) + 0.5) / 2.0**s).reshape(shape),
+        "z": per_channel([folded_zero_point(-e_out.offset, x) for x in m]),
+        "inv_2k": per_channel([2.0 ** -shift_bits(x, strided_dw) for x in m]),
+        "mult": per_channel(
+            [integer_multiplier(x, strided_dw) / 2.0 ** post_shift(x, strided_dw) for x in m]
+        ),
         "half": np.array(0.5),
         "zero": np.array(0.0),
         "top": np.array(float(e_out.steps)),
