@@ -2,19 +2,24 @@
 
 For each scene of ``out/tensors/evaluation`` of a project whose ``dvc repro quantize`` has run:
 float vs the HTP, float vs the embedded simulation with ``SimOptions.requant`` "reference" and
-"htp" (``evaluate.simulation``; headline SQNR, the gate's verdict). HTP outputs are cached
-under ``--cache``. Figures: docs/quantization.md §8.5. Usage::
+"htp" (``evaluate.simulation``; headline SQNR, the gate's verdict), then HTP vs each simulation
+on every model output (SQNR between them, shares of elements 0 / 1 / >1 steps apart) and, with
+``--layers``, the share of each kept tensor's elements equal on both, by op type (median and
+minimum over the layers). HTP outputs are cached under ``--cache``. Figures:
+docs/quantization.md §8.5. Usage::
 
-    python -m benchmarks.htp_requant PROJECT [--workers N] [--cache DIR]
+    python -m benchmarks.htp_requant PROJECT [--workers N] [--cache DIR] [--layers]
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from statistics import median
 
 import pyarrow.parquet as pq
 
+from pipeline.analysis.artifacts import BackendScene, LayerAgreement
 from pipeline.analysis.backend_compare import compared, evaluate_on_backend
 from pipeline.backends.embedded import EmbeddedBackend
 from pipeline.backends.htp_runner import HtpBackend, HtpConfig
@@ -26,50 +31,81 @@ from pipeline.params import load_params
 from pipeline.quantization import encodings_json
 from pipeline.quantization.simulate import SimOptions
 
+MODES = ("reference", "htp")
+Results = dict[str, tuple[dict[str, BackendScene], list[LayerAgreement]]]
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("project", type=Path)
-    ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--cache", type=Path, default=Path(".fieldcal"))
-    a = ap.parse_args()
-    demo = a.project
+
+def measure(demo: Path, workers: int, cache: Path, layers: bool) -> Results:
+    """Per simulation mode: each scene's comparison with the HTP, and the per-layer rows."""
     params = load_params(demo / "params.yaml")
     tp, ep = params.tensors, params.evaluate
     view = load_view(demo / params.model.path)
-    enc = encodings_json.for_model(
-        encodings_json.read(demo / "out/quantize/encodings.json"),
-        view,
-        demo / "out/quantize/encodings.json",
-    )
+    enc_path = demo / "out/quantize/encodings.json"
+    enc = encodings_json.for_model(encodings_json.read(enc_path), view, enc_path)
     rows = pq.read_table(demo / "out/tensors/evaluation/index.parquet").to_pylist()
     xs = [(r["scene"], r["path"], read_raw(demo / r["raw"], tp, view.input_layout)) for r in rows]
-    what = compared(view, enc, layers=False)
+    what = compared(view, enc, layers=layers)
     outs = list(view.outputs)
-    htp = HtpBackend(
-        HtpConfig(input_shape(tp.height, tp.width, view.input_layout), a.cache, a.workers)
-    ).prepare(view, enc, outs)
+    tensors = outs + [t for t in what.layers if t not in outs]
+    shape = input_shape(tp.height, tp.width, view.input_layout)
+    htp = HtpBackend(HtpConfig(shape, cache, workers)).prepare(view, enc, tensors)
     flt = Runner(view.model)
-    res = {}
-    for mode in ("reference", "htp"):
-        sim = EmbeddedBackend().build_model(view, enc, outs, SimOptions(requant=mode))
+    res: Results = {}
+    for mode in MODES:
+        sim = EmbeddedBackend().build_model(view, enc, tensors, SimOptions(requant=mode))
 
         def reference(x, sim=sim):  # type: ignore[no-untyped-def]
             return flt.run(x, outs), sim.run(x)
 
-        res[mode], _ = evaluate_on_backend(xs, reference, htp, what, ep, params.model.decoder)
-    print(f"{len(xs)} images {tp.height}x{tp.width}, headline {ep.outputs}")
-    print("| scene | float vs HTP | float vs embedded, reference | float vs embedded, requant htp "
+        res[mode] = evaluate_on_backend(xs, reference, htp, what, ep, params.model.decoder)
+    print(f"{len(xs)} images {tp.height}x{tp.width}, headline {ep.outputs or outs}")
+    return res
+
+
+def print_scenes(res: Results) -> None:
+    print("| scene | float vs HTP | float vs embedded, reference | float vs embedded, htp "
           "| gate HTP / reference / htp |")  # fmt: skip
-    for s in sorted(res["reference"]):
-        h = res["reference"][s].backend
-        r, q = res["reference"][s].embedded, res["htp"][s].embedded
+    ref, new = res["reference"][0], res["htp"][0]
+    for s in sorted(ref):
+        h, r, q = ref[s].backend, ref[s].embedded, new[s].embedded
         gates = " / ".join("pass" if v.passed else "fail" for v in (h, r, q))
         print(
             f"| {s} | {h.output_sqnr_db:.2f} dB, cos {h.output_cosine:.4f} "
             f"| {r.output_sqnr_db:.2f} dB ({r.output_sqnr_db - h.output_sqnr_db:+.2f}) "
             f"| {q.output_sqnr_db:.2f} dB ({q.output_sqnr_db - h.output_sqnr_db:+.2f}) | {gates} |"
         )
+    print("\n| scene | output | HTP vs reference: SQNR, steps 0 / 1 / >1 | HTP vs htp: same |")
+    for s in sorted(ref):
+        for o, out in sorted(ref[s].outputs.items()):
+            cells = []
+            for a in (out.backend_vs_embedded, new[s].outputs[o].backend_vs_embedded):
+                steps = " / ".join(f"{100 * x:.2f}" for x in (a.steps_0, a.steps_1, a.steps_more))
+                cells.append(f"{a.sqnr_db:.2f} dB, {steps} %")
+            print(f"| {s} | {o} | {cells[0]} | {cells[1]} |")
+
+
+def print_layers(res: Results) -> None:
+    print("\n| op type | layers | equal to HTP, reference: median (min) | htp: median (min) |")
+    by_type: dict[str, dict[str, list[float]]] = {}
+    for mode in MODES:
+        for row in res[mode][1]:
+            by_type.setdefault(row.op_type, {}).setdefault(mode, []).append(row.equal)
+    for op, shares in sorted(by_type.items()):
+        cells = [f"{100 * median(shares[m]):.2f} ({100 * min(shares[m]):.2f}) %" for m in MODES]
+        print(f"| {op} | {len(shares['htp'])} | {cells[0]} | {cells[1]} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("project", type=Path)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--cache", type=Path, default=Path(".fieldcal"))
+    ap.add_argument("--layers", action="store_true", help="also compare every kept tensor")
+    a = ap.parse_args()
+    res = measure(a.project, a.workers, a.cache, a.layers)
+    print_scenes(res)
+    if a.layers:
+        print_layers(res)
 
 
 if __name__ == "__main__":
