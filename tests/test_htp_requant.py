@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from pipeline.analysis.evaluate import OneshotScorer
 from pipeline.analysis.runs import EvalOptions
@@ -17,7 +18,8 @@ from pipeline.params import EvaluateParams
 from pipeline.quantization.encoding import Encoding
 from pipeline.quantization.encodings import Encodings
 from pipeline.quantization.htp_add import add, factors
-from pipeline.quantization.htp_requant import post_shift, requantize, shift_bits
+from pipeline.quantization.htp_requant import multiplier, post_shift, requantize, shift_bits
+from pipeline.quantization.qdq import export_qdq
 from pipeline.quantization.simulate import Requant, SimOptions, build_quantized_model
 from tests.qnn_models import TINY_TP, calibrated, needs_htp, tiny_model
 
@@ -134,3 +136,47 @@ def test_the_key_reaches_every_embedded_simulation(photos, tmp_path):
     assert "cd__htp_y" not in chains(SimOptions(requant="htp", float_layers=frozenset({"r1"})))
     adds = build_quantized_model(view, enc, SimOptions(requant="htp")).graph.node
     assert not any(n.op_type == "Add" and n.output[0] == "sum__f" for n in adds)
+
+
+def _depthwise_model(stride: int) -> onnx.ModelProto:
+    rng = np.random.default_rng(3)
+    w = numpy_helper.from_array((rng.normal(size=(3, 1, 3, 3)) * 0.3).astype(np.float32), "w")
+    b = numpy_helper.from_array((rng.normal(size=3) * 2).astype(np.float32), "b")
+    conv = helper.make_node(
+        "Conv", ["image", "w", "b"], ["dw"], group=3, pads=[1, 1, 1, 1], strides=[stride] * 2
+    )
+    shape = ["N", 3, "H", "W"]
+    g = helper.make_graph(
+        [conv],
+        "dw",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("dw", TensorProto.FLOAT, shape)],
+        [w, b],
+    )
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_the_graph_chain_computes_the_integer_rule(photos, tmp_path, stride):
+    """The simulation graph's chain (float32 for stride 1, float64 for the strided depthwise
+    Conv's 15-bit multiplier) gives exactly :func:`requantize` of the exact accumulators."""
+    view = analyze(_depthwise_model(stride))
+    enc, raws = calibrated(view, photos, tmp_path)
+    qdq = {i.name: numpy_helper.to_array(i) for i in export_qdq(view, enc).graph.initializer}
+    w = qdq["w__quantized"].astype(np.float64)
+    bias = qdq["b__quantized"].astype(np.int64)
+    e_in, e_out = enc.activations["image"], enc.activations["dw"]
+    sim = Runner(build_quantized_model(view, enc, SimOptions(requant="htp")))
+    for r in raws:
+        x = read_raw(r, TINY_TP, "NCHW")
+        qx = np.floor(
+            np.clip(x, 0, np.float32(e_in.max)) / np.float32(e_in.scale) + np.float32(0.5)
+        )
+        padded = np.pad(qx[0].astype(np.float64) + e_in.offset, ((0, 0), (1, 1), (1, 1)))
+        got = np.rint(sim.run(x, ["dw"])["dw"][0] / e_out.scale - e_out.offset).astype(np.int64)
+        for c in range(3):
+            win = np.lib.stride_tricks.sliding_window_view(padded[c], (3, 3))[::stride, ::stride]
+            acc = np.einsum("hwij,ij->hw", win, w[c, 0]).astype(np.int64) + bias[c]
+            m = multiplier(e_in.scale, enc.weights["w"][c].scale, e_out.scale)
+            want = requantize(acc, m, -e_out.offset, 255, strided_depthwise=stride > 1)
+            assert np.array_equal(got[c], want), (c, np.count_nonzero(got[c] != want))

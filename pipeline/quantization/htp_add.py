@@ -15,14 +15,16 @@ half up. This reproduces every output integer on those layers (the reference rou
 the misses within 0.015 of a .5 tie).
 
 In the simulation graph, the Add is replaced by a chain that recovers ``qa`` and ``qb`` from
-the dequantized inputs (``Round(x / s) - offset``, in float64: exact on the grid), applies the
-rule in float64 and writes the dequantized grid value ``(q + offset) * s_o`` (float32, as the
-activation quantizer computes it), which the output's quantizer leaves unchanged.
+the dequantized inputs (``Round(x / s) - offset``: exact on the grid), applies the rule (in
+float32 where every partial sum stays under 2^24, else float64: exact either way) and writes
+the dequantized grid value ``(q + offset) * s_o`` (float32, as the activation quantizer
+computes it), which the output's quantizer leaves unchanged.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import onnx
@@ -56,52 +58,64 @@ def add(qa: int, qb: int, a: Encoding, b: Encoding, out: Encoding) -> int:
     return min(max((qa * fa + qb * fb + k) >> FRAC_BITS, 0), out.steps)
 
 
-def _grid_input(p: str, x: str, e: Encoding, inits: list[onnx.TensorProto]) -> list[onnx.NodeProto]:
-    """Nodes giving ``<p>_q`` = the integer of dequantized ``x`` on grid ``e`` (float64)."""
+def _grid_input(
+    p: str, x: str, e: Encoding, dtype: type[np.floating[Any]], inits: list[onnx.TensorProto]
+) -> list[onnx.NodeProto]:
+    """Nodes giving ``<p>_q`` = the integer of dequantized ``x`` on grid ``e`` (in ``dtype``;
+    ``Round(x / s)`` is exact on the grid in either)."""
     inits += [
-        numpy_helper.from_array(np.array(_f32(e.scale), np.float64), f"{p}_s"),
-        numpy_helper.from_array(np.array(float(e.offset), np.float64), f"{p}_off"),
+        numpy_helper.from_array(np.array(_f32(e.scale), dtype), f"{p}_s"),
+        numpy_helper.from_array(np.array(float(e.offset), dtype), f"{p}_off"),
     ]
     mk = helper.make_node
-    return [
-        mk("Cast", [x], [f"{p}_x"], to=TensorProto.DOUBLE),
+    nodes = [
         mk("Div", [f"{p}_x", f"{p}_s"], [f"{p}_t"]),
         mk("Round", [f"{p}_t"], [f"{p}_r"]),
         mk("Sub", [f"{p}_r", f"{p}_off"], [f"{p}_q"]),
     ]
+    if dtype == np.float64:
+        return [mk("Cast", [x], [f"{p}_x"], to=TensorProto.DOUBLE), *nodes]
+    nodes[0].input[0] = x
+    return nodes
 
 
 def _chain(
     node: onnx.NodeProto, encs: tuple[Encoding, Encoding, Encoding], inits: list[onnx.TensorProto]
 ) -> list[onnx.NodeProto]:
+    """The rule in float32 where it is exact (every partial sum under 2^24), else float64."""
     a, b, out = encs
     p = f"{node.output[0]}__htp_add"
     fa, fb, k = factors(a, b, out)
+    double = 255 * (fa + fb) + abs(k) >= 2**24
+    dtype = np.float64 if double else np.float32
     consts = {
-        "fa": np.array(float(fa)),
-        "fb": np.array(float(fb)),
-        "k": np.array(float(k)),
-        "inv": np.array(2.0**-FRAC_BITS),
-        "zero": np.array(0.0),
-        "top": np.array(float(out.steps)),
+        "fa": np.array(float(fa), dtype),
+        "fb": np.array(float(fb), dtype),
+        "k": np.array(float(k), dtype),
+        "inv": np.array(2.0**-FRAC_BITS, dtype),
+        "zero": np.array(0.0, dtype),
+        "top": np.array(float(out.steps), dtype),
         "offset": np.array(out.offset, np.float32),
         "scale": np.array(out.scale, np.float32),
     }
     inits += [numpy_helper.from_array(v, f"{p}_{n}") for n, v in consts.items()]
     mk = helper.make_node
-    return [
-        *_grid_input(f"{p}_a", node.input[0], a, inits),
-        *_grid_input(f"{p}_b", node.input[1], b, inits),
+    q = f"{p}_q64" if double else f"{p}_qf"
+    nodes = [
+        *_grid_input(f"{p}_a", node.input[0], a, dtype, inits),
+        *_grid_input(f"{p}_b", node.input[1], b, dtype, inits),
         mk("Mul", [f"{p}_a_q", f"{p}_fa"], [f"{p}_ta"]),
         mk("Mul", [f"{p}_b_q", f"{p}_fb"], [f"{p}_tb"]),
         mk("Sum", [f"{p}_ta", f"{p}_tb", f"{p}_k"], [f"{p}_acc"]),
         mk("Mul", [f"{p}_acc", f"{p}_inv"], [f"{p}_v"]),
         mk("Floor", [f"{p}_v"], [f"{p}_q_raw"]),
-        mk("Clip", [f"{p}_q_raw", f"{p}_zero", f"{p}_top"], [f"{p}_q64"]),
-        mk("Cast", [f"{p}_q64"], [f"{p}_qf"], to=TensorProto.FLOAT),
+        mk("Clip", [f"{p}_q_raw", f"{p}_zero", f"{p}_top"], [q]),
         mk("Add", [f"{p}_qf", f"{p}_offset"], [f"{p}_qo"]),
         mk("Mul", [f"{p}_qo", f"{p}_scale"], [node.output[0]]),
     ]
+    if double:
+        nodes.insert(-2, mk("Cast", [f"{p}_q64"], [f"{p}_qf"], to=TensorProto.FLOAT))
+    return nodes
 
 
 def _encodings(

@@ -21,7 +21,8 @@ configuration it was fitted on; other groups keep the reference rounding.
 
 In the simulation graph each such Conv writes ``<conv_output>__htp_y``, and a chain rebuilds
 the accumulator ``acc = Round(y / (s_in s_w))`` (exact while ``|acc| < 2^24``, in float32),
-applies the rule in float64 (exact) and writes the dequantized grid value
+applies the rule exactly (float32 where it is exact, float64 for strided depthwise Convs) and
+writes the dequantized grid value
 ``(q + offset) * s_out`` (float32, as the activation quantizer computes it) to ``conv_output``,
 so the group's ReLU and activation quantizer that follow leave it unchanged.
 """
@@ -107,16 +108,19 @@ def is_strided_depthwise(op: WeightedOp, node: onnx.NodeProto) -> bool:
 
 
 def _constants(op: WeightedOp, enc: Encodings, strided_dw: bool) -> dict[str, NDArray[Any]]:
-    """Per output channel (shape (1, C, 1, 1)): 1 / (s_in s_w) in float32, and in float64 Z,
-    2^-k and the multiplier ``m_int / 2^(b - k)`` (the rule above); then scalars: 0.5, 0, the
-    grid's top, offset and scale."""
+    """Per output channel (shape (1, C, 1, 1)): 1 / (s_in s_w) in float32; Z, 2^-k and the
+    multiplier ``m_int / 2^(b - k)`` (the rule above); then scalars: 0.5, 0, the grid's top,
+    and in float32 its offset and scale. The rule's values are float64 for strided depthwise
+    Convs, whose 15-bit multiplier puts ``j m_int`` beyond float32's 24 bits; elsewhere
+    float32 is exact: ``j m_int / 2^14`` is an integer under 2^24 while ``|j m| < 2^10``, and a
+    larger value clips anyway."""
     e_in, e_out = enc.activations[op.input], enc.activations[op.output]
     s_w = _channel_scales(op, enc)
     m = [multiplier(e_in.scale, x, e_out.scale) for x in s_w]
-    shape = (1, len(m), 1, 1)
+    shape, dtype = (1, len(m), 1, 1), np.float64 if strided_dw else np.float32
 
-    def per_channel(values: list[float]) -> NDArray[np.float64]:
-        return np.array(values, np.float64).reshape(shape)
+    def per_channel(values: list[float]) -> NDArray[Any]:
+        return np.array(values, dtype).reshape(shape)
 
     return {
         "inv_unit": (1.0 / (e_in.scale * s_w)).reshape(shape).astype(np.float32),
@@ -125,32 +129,36 @@ def _constants(op: WeightedOp, enc: Encodings, strided_dw: bool) -> dict[str, ND
         "mult": per_channel(
             [integer_multiplier(x, strided_dw) / 2.0 ** post_shift(x, strided_dw) for x in m]
         ),
-        "half": np.array(0.5),
-        "zero": np.array(0.0),
-        "top": np.array(float(e_out.steps)),
+        "half": np.array(0.5, dtype),
+        "zero": np.array(0.0, dtype),
+        "top": np.array(float(e_out.steps), dtype),
         "offset": np.array(e_out.offset, np.float32),
         "scale": np.array(e_out.scale, np.float32),
     }
 
 
-def _chain(p: str, conv_output: str) -> list[onnx.NodeProto]:
-    """Nodes from ``<p>_y`` (the Conv's float output) to ``conv_output`` (the grid value)."""
+def _chain(p: str, conv_output: str, double: bool) -> list[onnx.NodeProto]:
+    """Nodes from ``<p>_y`` (the Conv's float output) to ``conv_output`` (the grid value),
+    the rule in float64 when ``double``."""
     mk = helper.make_node
-    return [
+    acc, q = (f"{p}_acc", f"{p}_q64") if double else (f"{p}_acc32", f"{p}_q")
+    nodes = [
         mk("Mul", [f"{p}_y", f"{p}_inv_unit"], [f"{p}_acc_f"]),
         mk("Round", [f"{p}_acc_f"], [f"{p}_acc32"]),
-        mk("Cast", [f"{p}_acc32"], [f"{p}_acc"], to=TensorProto.DOUBLE),
-        mk("Add", [f"{p}_acc", f"{p}_z"], [f"{p}_az"]),
+        mk("Add", [acc, f"{p}_z"], [f"{p}_az"]),
         mk("Mul", [f"{p}_az", f"{p}_inv_2k"], [f"{p}_sh_f"]),
         mk("Floor", [f"{p}_sh_f"], [f"{p}_j"]),
         mk("Mul", [f"{p}_j", f"{p}_mult"], [f"{p}_v"]),
         mk("Add", [f"{p}_v", f"{p}_half"], [f"{p}_vh"]),
         mk("Floor", [f"{p}_vh"], [f"{p}_q_raw"]),
-        mk("Clip", [f"{p}_q_raw", f"{p}_zero", f"{p}_top"], [f"{p}_q64"]),
-        mk("Cast", [f"{p}_q64"], [f"{p}_q"], to=TensorProto.FLOAT),
+        mk("Clip", [f"{p}_q_raw", f"{p}_zero", f"{p}_top"], [q]),
         mk("Add", [f"{p}_q", f"{p}_offset"], [f"{p}_qo"]),
         mk("Mul", [f"{p}_qo", f"{p}_scale"], [conv_output]),
     ]
+    if double:
+        nodes.insert(2, mk("Cast", [f"{p}_acc32"], [f"{p}_acc"], to=TensorProto.DOUBLE))
+        nodes.insert(10, mk("Cast", [f"{p}_q64"], [f"{p}_q"], to=TensorProto.FLOAT))
+    return nodes
 
 
 def accumulator_shift(
@@ -174,9 +182,9 @@ def accumulator_shift(
         if not out:
             continue
         conv = producers[out]
-        p = f"{op.conv_output}__htp"
-        for name, v in _constants(op, enc, is_strided_depthwise(op, conv)).items():
+        p, strided_dw = f"{op.conv_output}__htp", is_strided_depthwise(op, conv)
+        for name, v in _constants(op, enc, strided_dw).items():
             inits.append(numpy_helper.from_array(v, f"{p}_{name}"))
         conv.output[list(conv.output).index(out)] = f"{p}_y"
-        chains += _chain(p, out)
+        chains += _chain(p, out, double=strided_dw)
     return chains
