@@ -5,8 +5,8 @@ float vs the HTP, float vs the embedded simulation with ``SimOptions.requant`` "
 "htp" (``evaluate.simulation``; headline SQNR, the gate's verdict), then HTP vs each simulation
 on every model output (SQNR between them, shares of elements 0 / 1 / >1 steps apart) and, with
 ``--layers``, the share of each kept tensor's elements equal on both, by op type (median and
-minimum over the layers). HTP outputs are cached under ``--cache``. Figures:
-docs/quantization.md §8.5. Usage::
+minimum over the layers), and the simulation's time per image in each mode. HTP outputs are
+cached under ``--cache``. Figures: docs/quantization.md §8.5. Usage::
 
     python -m benchmarks.htp_requant PROJECT [--workers N] [--cache DIR] [--layers]
 """
@@ -14,6 +14,7 @@ docs/quantization.md §8.5. Usage::
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 from statistics import median
 
@@ -51,14 +52,20 @@ def measure(demo: Path, workers: int, cache: Path, layers: bool) -> Results:
     htp = HtpBackend(HtpConfig(shape, cache, workers)).prepare(view, enc, tensors)
     flt = Runner(view.model)
     res: Results = {}
+    spent = dict.fromkeys(MODES, 0.0)
     for mode in MODES:
         sim = EmbeddedBackend().build_model(view, enc, tensors, SimOptions(requant=mode))
 
-        def reference(x, sim=sim):  # type: ignore[no-untyped-def]
-            return flt.run(x, outs), sim.run(x)
+        def reference(x, sim=sim, mode=mode):  # type: ignore[no-untyped-def]
+            start = time.perf_counter()
+            got = sim.run(x)
+            spent[mode] += time.perf_counter() - start
+            return flt.run(x, outs), got
 
         res[mode] = evaluate_on_backend(xs, reference, htp, what, ep, params.model.decoder)
     print(f"{len(xs)} images {tp.height}x{tp.width}, headline {ep.outputs or outs}")
+    per_image = ", ".join(f"{m} {spent[m] / len(xs):.3f} s" for m in MODES)
+    print(f"embedded simulation per image ({len(tensors)} tensors out): {per_image}")
     return res
 
 
