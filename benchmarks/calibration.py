@@ -26,19 +26,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+if TYPE_CHECKING:
+    from pipeline.params import TensorsParams
 
 H, W = 480, 640
 METHODS = (
@@ -112,6 +114,52 @@ def floor_session(model: Any, spinning: str = "default") -> Callable[[np.ndarray
     return lambda x: sess.run(None, {name: x})
 
 
+class RawReader:
+    """onnxruntime's ``CalibrationDataReader`` protocol (``get_next``, and iteration as
+    ``qdq_loss_debug.collect_activations`` uses it) over .raw tensors, one image per feed."""
+
+    def __init__(self, input_name: str, raws: Sequence[Path], tp: TensorsParams) -> None:
+        self.input_name, self.tp = input_name, tp
+        self.it = iter(raws)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        from pipeline.data.tensors import read_raw
+
+        p = next(self.it, None)
+        return None if p is None else {self.input_name: read_raw(p, self.tp)}
+
+    def __iter__(self) -> RawReader:
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        feed = self.get_next()
+        if feed is None:
+            raise StopIteration
+        return feed
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size so far, in MB: the kernel's high-water mark of
+    its own memory (``VmHWM``). Each measurement runs in a fresh process (:func:`in_child`), so
+    this is that measurement's peak. Not ``getrusage``'s ``ru_maxrss``: Linux carries that over
+    from the parent through fork and exec, so every child would report at least its parent's."""
+    with open("/proc/self/status", encoding="ascii") as f:
+        kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    return kib / 1024
+
+
+def in_child(script: str, args: Sequence[str]) -> dict[str, float] | str:
+    """Run ``script args`` in a fresh Python process and return the JSON object its last
+    stdout line holds, or why it gave none ("killed (out of memory)", the tail of stderr)."""
+    proc = subprocess.run(
+        [sys.executable, script, *args], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        return "killed (out of memory)" if proc.returncode == -9 else proc.stderr[-300:]
+    got: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return got
+
+
 def run_one(method: str, raws: list[Path]) -> dict[str, float]:
     from pipeline.data.tensors import read_raw
     from pipeline.graph.load import load_view
@@ -133,14 +181,6 @@ def run_one(method: str, raws: list[Path]) -> dict[str, float]:
     else:
         from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
 
-        class Reader:
-            def __init__(self) -> None:
-                self.it = iter(raws)
-
-            def get_next(self) -> dict[str, np.ndarray] | None:
-                p = next(self.it, None)
-                return None if p is None else {view.input_name: read_raw(p, tp)}
-
         with tempfile.TemporaryDirectory() as tmp:
             cal_method = (
                 CalibrationMethod.MinMax if method == "ort MinMax" else CalibrationMethod.Percentile
@@ -148,11 +188,9 @@ def run_one(method: str, raws: list[Path]) -> dict[str, float]:
             cal = create_calibrator(
                 model_path(), augmented_model_path=f"{tmp}/aug.onnx", calibrate_method=cal_method
             )
-            cal.collect_data(Reader())
+            cal.collect_data(RawReader(view.input_name, raws, tp))
             cal.compute_data()
-    wall = time.perf_counter() - t0
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"wall_s": wall, "peak_rss_mb": rss_mb}
+    return {"wall_s": time.perf_counter() - t0, "peak_rss_mb": peak_rss_mb()}
 
 
 def main() -> None:
@@ -180,22 +218,11 @@ def main() -> None:
                         continue
                     if (method, n) in failed:
                         continue
-                    proc = subprocess.run(
-                        [sys.executable, __file__, "--one", method, "--n", str(n), "--raws", tmp],
-                        capture_output=True,
-                        text=True,
-                        check=False,
-                    )
-                    if proc.returncode != 0:  # onnxruntime's Percentile is killed for memory
-                        why = (
-                            "killed (out of memory)"
-                            if proc.returncode == -9
-                            else proc.stderr[-300:]
-                        )
-                        failed[(method, n)] = why
-                        print(f"  {method} N={n}: {why}", file=sys.stderr)
+                    got = in_child(__file__, ["--one", method, "--n", str(n), "--raws", tmp])
+                    if isinstance(got, str):  # onnxruntime's Percentile is killed for memory
+                        failed[(method, n)] = got
+                        print(f"  {method} N={n}: {got}", file=sys.stderr)
                         continue
-                    got = json.loads(proc.stdout.strip().splitlines()[-1])
                     print(f"  measured {method} N={n}: {got}", file=sys.stderr)
                     best = results.setdefault((method, n), got)
                     best["wall_s"] = min(best["wall_s"], got["wall_s"])

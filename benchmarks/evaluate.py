@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/evaluate.py               # 32 images of 640x480
     .venv/bin/python benchmarks/evaluate.py --n 16 --height 256 --width 320
+    .venv/bin/python benchmarks/evaluate.py --n 4 --repeat 1 --fresh-n 2 --fresh-n 4  # a check
 
 Baseline ("floor"): one float pass plus one simulated-quantized pass (the same fake-quant model
 ``evaluate`` builds) over the same ``.raw`` tensors, each a plain onnxruntime session with
@@ -33,15 +34,24 @@ Two more rows split the default configuration's cost:
   full, weights-only and activations-only models with their own outputs only. Nothing is
   exposed or compared: a lower bound for any implementation of the default's four models.
 
-Last, the budget the 3x target leaves: with F the float pass and Q what the fake-quant chains
+Then the budget the 3x target leaves: with F the float pass and Q what the fake-quant chains
 add, the floor is F + (F + Q) and the default computes F + (F + Q) + F + (F + Q) + (F + Q), so
 3x leaves exactly F, one float pass, for reading and comparing the outputs and for set-up. It
 prints F (the warm floor's float pass per image) beside the default's comparisons of one image
 (``compare_image`` on real tensors, 8 images per round).
 
-Encodings come from ``tf`` calibration over the same images. Target (issue 4): the default
-configuration without the sweep at most 3x the floor. Shared VMs drift by tens of percent
-within minutes, so everything runs in rounds (``--repeat``, default 3) and keeps its fastest.
+Last, the peer (issue 14 item 6), :mod:`benchmarks.evaluate_fresh`: the floor, the stage
+default and onnxruntime's own per-layer debugger (``qdq_loss_debug``, :mod:`benchmarks.
+ort_debugger`) on the same images and the QDQ export of the same encodings, each in a fresh
+process so that its peak RSS is its own, at each ``--fresh-n`` (default N/4, N/2 and N). It
+prints their time and peak RSS and the targets: the default at most 4.5x the floor, at least 3x
+faster than the peer and at most half its peak RSS, at 32 images. The peer keeps every tensor
+of every image (about 0.9 GB per 640x480 image here); where it does not fit in the memory
+available, its row says so and its time and RSS are extrapolated from the smaller counts.
+
+Encodings come from ``tf`` calibration over the same images. Shared VMs drift by tens of
+percent within minutes, so everything runs in rounds (``--repeat``, default 3) and keeps its
+fastest.
 """
 
 from __future__ import annotations
@@ -64,6 +74,13 @@ from benchmarks.calibration import (  # noqa: E402
     model_path,
     plain_session,
 )
+from benchmarks.evaluate_fresh import (  # noqa: E402
+    STAGE_DEFAULT,
+    floor_pass,
+    report,
+    run_rounds,
+    write_inputs,
+)
 
 Run = Callable[[Any], object]
 DEFAULT = "+ layerwise (stage default)"
@@ -74,11 +91,7 @@ COMPARISONS = "default's comparisons per image"
 CONFIGS = {
     "oneshot": {"attribution": False, "layerwise": False, "sensitivity_layers": 0},
     "+ attribution": {"attribution": True, "layerwise": False, "sensitivity_layers": 0},
-    DEFAULT: {
-        "attribution": True,
-        "layerwise": True,
-        "sensitivity_layers": 0,
-    },
+    DEFAULT: STAGE_DEFAULT,
     "+ sensitivity 3": {"attribution": True, "layerwise": True, "sensitivity_layers": 3},
 }
 
@@ -89,6 +102,12 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--repeat", type=int, default=3, help="rounds; each keeps its best")
+    ap.add_argument(
+        "--fresh-n",
+        type=int,
+        action="append",
+        help="image counts of the fresh-process comparison with the peer (default: N/4, N/2, N)",
+    )
     args = ap.parse_args()
 
     from pipeline.analysis import evaluate
@@ -109,7 +128,9 @@ def main() -> None:
     tp = TensorsParams(height=args.height, width=args.width, layout="NCHW")
     view = analyze(load(model_path()))
     with tempfile.TemporaryDirectory(prefix="fieldcal-bench-") as tmp:
-        raws = make_raws(Path(tmp), args.n, args.height, args.width)
+        fresh_counts = args.fresh_n or sorted({max(args.n // 4, 1), max(args.n // 2, 1), args.n})
+        raws = make_raws(Path(tmp), max(args.n, *fresh_counts), args.height, args.width)
+        raws = raws[: args.n]
         calib = Calibrator(view, tp, QuantizeParams())
         enc = calib.compute_data(calib.collect_data(raws, histograms=False))
         images = [eval_runs.EvalImage(p, p.name, "bench") for p in raws]
@@ -119,17 +140,6 @@ def main() -> None:
         def keep(name: str, wall: float) -> None:
             best[name] = min(best.get(name, wall), wall)
             print(f"  {name}: {wall:.2f} s", file=sys.stderr)
-
-        def floor_pass(float_run: Run, quant_run: Run) -> float:
-            """Both passes over every image; returns the seconds the float pass took."""
-            in_float = 0.0
-            for p in raws:
-                x = read_raw(p, tp)
-                t0 = time.perf_counter()
-                float_run(x)
-                in_float += time.perf_counter() - t0
-                quant_run(x)
-            return in_float
 
         def comparisons_per_image(runs: eval_runs.VariantRuns) -> float:
             """Seconds per image of the default's comparisons alone (``compare_image`` on each
@@ -183,10 +193,10 @@ def main() -> None:
                 t0 = time.perf_counter()  # from scratch, as run_evaluation: build, sessions, runs
                 float_run = floor_session(view.model, spinning)
                 quant_run = floor_session(build_quantized_model(view, enc, SimOptions()), spinning)
-                floor_pass(float_run, quant_run)
+                floor_pass(raws, tp, float_run, quant_run)
                 keep("floor", time.perf_counter() - t0)
                 t0 = time.perf_counter()  # the same sessions again: built, warmed up
-                in_float = floor_pass(float_run, quant_run)
+                in_float = floor_pass(raws, tp, float_run, quant_run)
                 keep("warm floor", time.perf_counter() - t0)
                 keep(FLOAT_PASS, in_float / len(raws))
                 del float_run, quant_run
@@ -199,8 +209,16 @@ def main() -> None:
             model_runs_only()
             keep(RUNS_ONLY, time.perf_counter() - t0)
             keep(COMPARISONS, comparisons_per_image(default_runs))
-        floor, warm = best["floor"], best["warm floor"]
+        folder = Path(tmp)
+        write_inputs(folder, view, enc)
+        fresh, failed = run_rounds(folder, fresh_counts, args.repeat, args.height, args.width)
+        print_in_process(best, args)
+        report(fresh, failed, fresh_counts, folder, args.repeat)
 
+
+def print_in_process(best: dict[str, float], args: argparse.Namespace) -> None:
+    """The table of the configurations timed in this process, and the budget line."""
+    floor, warm = best["floor"], best["warm floor"]
     print(
         f"\nEvaluation, CenterFace {args.width}x{args.height}, {args.n} images; baseline = one "
         f"float + one quantized pass, same run, best of {args.repeat} rounds\n"

@@ -246,8 +246,14 @@ class ReportOut:
 
     @property
     def metrics(self) -> Path:
-        """DVC metrics: one file per scene and per scene's remedy (pipeline/report/dvc_views)."""
+        """DVC metrics, the headline: per scene, the quantize stage's encodings and the shipped
+        configuration (pipeline/report/dvc_views)."""
         return self.root / "metrics"
+
+    @property
+    def remedies(self) -> Path:
+        """Every remedy's metrics per scene, in the metrics' shape (not declared as metrics)."""
+        return self.root / "remedies"
 
     @property
     def plots(self) -> Path:
@@ -329,5 +335,6 @@ class Layout:
                 self.report.summary,
                 self.report.metrics,
                 self.report.plots,
+                self.report.remedies,
             ),
         }

@@ -32,6 +32,7 @@ def main(params: Params) -> None:
         detection_threshold=ep.detection_threshold,
         round_mode=qp.round_mode,
         requant=ep.simulation,
+        sqnr_signal=ep.sqnr_signal,
     )
     with progress("evaluating", len(images)) as advance:
         results = evaluate.run_evaluation(view, enc, images, tp, opts, advance)

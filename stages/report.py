@@ -14,6 +14,7 @@ from pipeline.analysis import artifacts
 from pipeline.analysis.advice import read_advice
 from pipeline.analysis.remedy_artifacts import read_remedies
 from pipeline.atomic import write_json, write_text
+from pipeline.data.curation_summary import read_summary
 from pipeline.layout import Layout
 from pipeline.params import Params
 from pipeline.report import backends, dvc_views, verdict
@@ -44,6 +45,7 @@ def main(params: Params) -> None:
         metrics=artifacts.read_metrics(lay.evaluate.metrics),
         layers=artifacts.read_layers(lay.evaluate.layers),
         calibration=dict(sorted(Counter(index.column("scene").to_pylist()).items())),
+        curation=read_summary(lay.curate.summary),
         advice=read_advice(lay.evaluate.advice),
         remedies=read_remedies(lay.remedies.remedies),
         stability=artifacts.read_stability(lay.stability.stability),
@@ -62,12 +64,15 @@ def main(params: Params) -> None:
 
 def write_dvc_views(lay: Layout, inputs: report.ReportInputs, shipped: str | None) -> None:
     """The metrics and plot tables dvc.yaml declares for `dvc metrics` / `dvc plots`."""
-    for folder in (lay.report.metrics, lay.report.plots):
+    for folder in (lay.report.metrics, lay.report.remedies, lay.report.plots):
         shutil.rmtree(folder, ignore_errors=True)  # this stage's own outputs: no stale file
-    files = dvc_views.metrics_files(inputs.metrics, inputs.remedies, shipped)
-    files |= backends.metrics_files(inputs.metrics.backends or {}, inputs.remedies_recheck)
-    for name, values in sorted(files.items()):
-        write_json(lay.report.metrics / name, values)
+    per_remedy = dvc_views.remedy_files(inputs.remedies)
+    files = dvc_views.metrics_files(inputs.metrics, per_remedy, shipped)
+    files |= backends.metrics_files(inputs.metrics.backends or {})
+    per_remedy |= backends.remedy_files(inputs.remedies_recheck)
+    for folder, table in ((lay.report.metrics, files), (lay.report.remedies, per_remedy)):
+        for name, values in sorted(table.items()):
+            write_json(folder / name, values)
     write_text(lay.report.plots / "layers.csv", dvc_views.layers_csv(inputs.layers))
     write_text(lay.report.plots / "stability.csv", dvc_views.stability_csv(inputs.stability))
 

@@ -92,3 +92,4 @@ def test_repro_with_the_htp_backend_puts_both_backends_side_by_side(project):
         assert r.error is not None or (r.embedded is not None and r.embedded.passed)
     shown = run([str(BIN / "dvc"), "metrics", "show"], project).stdout
     assert "day.qnn-htp.json" in shown
+    assert max(len(line) for line in shown.splitlines()) <= 80  # both backends, one narrow table

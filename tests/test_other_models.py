@@ -217,3 +217,15 @@ def test_evaluation_of_other_models(nhwc, opset, photos, tmp_path):
         )
         assert m_.sensitivity is not None and len(m_.sensitivity) == 1 and m_.faces is None
         assert [r.layer for r in rows[scene]] == v.kept_tensors
+    # the sweep's output SQNR follows evaluate.sqnr_signal, like every other SQNR reported
+    by_signal = {
+        sig: summary.summarize(v, results, EvaluateParams(sensitivity_layers=1, sqnr_signal=sig))[0]
+        for sig in ("golden", "inference")
+    }
+    for scene, res in results.items():
+        ((layer, kinds),) = res.sensitivity.items()
+        for sig, ms in by_signal.items():
+            point = ms[scene].sensitivity[layer]  # type: ignore[index]
+            for kind, accs in kinds.items():
+                assert getattr(point, kind) == min(accs[o].sqnr(sig) for o in v.outputs)
+        assert by_signal["golden"][scene].sensitivity != by_signal["inference"][scene].sensitivity

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pipeline.backends import qnn_sdk as qnn
-from pipeline.errors import DataError
+from pipeline.errors import DataError, PipelineError
 from pipeline.params import QuantizeParams
 
 
@@ -40,6 +41,44 @@ def test_converter_command_percentile_uses_calibration_options_only():
     assert argv[i + 1] == "99.9"
     assert argv[argv.index("--act_bitwidth") + 1] == "16"
     assert "--use_per_channel_quantization" not in argv
+
+
+def _options(argv: list[str]) -> dict[str, str]:
+    """The quantizer options of a converter argv, flag -> value."""
+    prefixes = ("--act_quantizer", "--param_quantizer", "--percentile")
+    return {k: v for k, v in itertools.pairwise(argv) if k.startswith(prefixes)}
+
+
+def test_converter_command_percentile_weights_use_the_calibration_family():
+    # percentile weights have no legacy name: both sides move to the calibration options
+    qp = QuantizeParams(weights={"per_channel": False, "mode": "percentile", "percentile": 99.5})
+    opts = _options(qnn.converter_command(Path("m.onnx"), Path("l.txt"), Path("o.cpp"), qp))
+    assert opts == {
+        "--act_quantizer_calibration": "min-max",
+        "--act_quantizer_schema": "asymmetric",
+        "--param_quantizer_calibration": "percentile",
+        "--param_quantizer_schema": "asymmetric",
+        "--percentile_calibration_value": "99.5",
+    }
+    # percentile activations keep enhanced weights, as sqnr calibration
+    qp = QuantizeParams(
+        activations={"mode": "percentile"}, weights={"per_channel": False, "mode": "enhanced"}
+    )
+    opts = _options(qnn.converter_command(Path("m.onnx"), Path("l.txt"), Path("o.cpp"), qp))
+    assert opts["--param_quantizer_calibration"] == "sqnr"
+
+
+@pytest.mark.parametrize(
+    ("weights", "says"),
+    [
+        ({"per_channel": False, "mode": "adjusted"}, "adjusted"),
+        ({"per_channel": False, "mode": "percentile", "percentile": 99.0}, "one --percentile"),
+    ],
+)
+def test_converter_command_refuses_what_qnn_cannot_express(weights, says):
+    qp = QuantizeParams(activations={"mode": "percentile", "percentile": 99.9}, weights=weights)
+    with pytest.raises(PipelineError, match=says):
+        qnn.converter_command(Path("m.onnx"), Path("l.txt"), Path("o.cpp"), qp)
 
 
 def test_user_strings_stay_single_arguments(tmp_path):

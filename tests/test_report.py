@@ -18,6 +18,7 @@ from pipeline.analysis.artifacts import (
 )
 from pipeline.analysis.remedy_artifacts import RemedyVerdict
 from pipeline.atomic import write_json
+from pipeline.data.curation_summary import CurationSummary, SourceCounts
 from pipeline.layout import Layout
 from pipeline.report import (
     ReportInputs,
@@ -25,11 +26,13 @@ from pipeline.report import (
     remedies_chart,
     render_html,
     render_markdown,
+    search16,
     sqnr_chart,
 )
 from pipeline.report.actions import UnusedFile
 from pipeline.report.numbers import percent, percent_beside, rate, wilson
 from pipeline.report.verdict import next_steps, ship
+from tests import remedy_records
 
 LAY = Layout(Path("out"))
 
@@ -179,13 +182,16 @@ def _inputs(**over: Any) -> ReportInputs:
         Advice("long_tail", "b", 0.2, "tail"),
     ]
     night = CoverageVerdict(images=12, requantize="yes", reason="clips", tensors=[])
+    lost = SourceCounts(calibration=7, evaluation=4, over_quota=8, ineligible=0)
+    kept = SourceCounts(calibration=9, evaluation=0, over_quota=0, ineligible=1)
     base: dict[str, Any] = {
         "layout": LAY,
         "metrics": _metrics(),
         "layers": _layers(),
         "calibration": {"day": 16, "night": 32},
         "advice": advice,
-        "remedies": _remedies(),
+        "remedies": _verdicts(remedy_records.with_searches(_remedies_doc())),
+        "curation": CurationSummary(scenes={"day": {"generic": lost, "vehicle": kept}}),
         "stability": _stability(),
         "coverage": {"s1": {"night": night}},
         "unused_files": [UnusedFile("vehicle/s1/bad.jpg", "quarantined", "truncated")],
@@ -274,6 +280,18 @@ def test_report_leads_with_the_verdict_and_says_what_it_cannot_judge() -> None:
     assert "0.0013 %" in page  # a clip rate, not 0.0000
 
 
+def test_report_shows_the_search_under_remedies_and_the_curation_counts() -> None:
+    page = render_html("T", _inputs(), worst_n=2)
+    remedies, coverage = page.index('id="remedies"'), page.index('id="coverage"')
+    assert page.index("Verdict") < remedies < page.index(search16.FOUND) < coverage
+    assert "<td>3: 537, 373, 999</td>" in page and '<td class="n">31 of 64</td>' in page
+    assert '<td class="n">462</td><td class="n">0.2400</td><td>removed</td>' in page
+    assert "<td>not tried</td>" in page
+    assert '<td class="n">2,216,960</td>' in page  # extra bytes of the chosen set
+    assert page.index('id="curation"') < page.index("<li><b>day</b>: generic lost 8</li>")
+    assert '<td>day</td><td>vehicle</td><td class="n">9</td><td class="n">0</td>' in page
+
+
 def test_readiness_groups_what_needs_no_action() -> None:
     page = render_html("T", _inputs(), worst_n=2)
     assert (
@@ -314,13 +332,19 @@ def test_summary_starts_with_the_verdict() -> None:
 
 
 def test_dvc_metrics_hold_numbers_and_booleans_in_one_shape() -> None:
-    files = dvc_views.metrics_files(_metrics(), _remedies(), "a16_all")
-    assert {"day.json", "day.union.json", "night.a16_all.json", "ship.json"} <= set(files)
-    for values in files.values():
+    per_remedy = dvc_views.remedy_files(_remedies())
+    assert {"day.union.json", "night.a16_all.json", "night.union.json"} <= set(per_remedy)
+    files = dvc_views.metrics_files(_metrics(), per_remedy, "a16_all")
+    # the declared headline: per scene the quantize stage's encodings and what ships
+    assert set(files) == {"day.json", "night.json", "day.ship.json", "night.ship.json", "ship.json"}
+    for values in [*files.values(), *per_remedy.values()]:
         assert list(values) == ["cosine", "passes_gate", "sqnr_db"]
         assert isinstance(values["passes_gate"], bool)
         assert all(isinstance(values[k], float) for k in ("cosine", "sqnr_db"))
+    assert files["night.ship.json"] == per_remedy["night.a16_all.json"]
     assert files["ship.json"] == {"cosine": 0.999, "passes_gate": True, "sqnr_db": 9.99}
+    unshipped = dvc_views.metrics_files(_metrics(), per_remedy, None)
+    assert unshipped["day.ship.json"] == unshipped["day.json"]  # nothing chosen: the 8-bit model
 
 
 def test_dvc_plot_tables_have_a_series_column_and_no_input_row() -> None:

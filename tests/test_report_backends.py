@@ -86,14 +86,11 @@ def test_section_without_a_backend_says_embedded_only() -> None:
 
 
 def test_dvc_metrics_name_the_backend_in_the_one_shape() -> None:
-    files = backends.metrics_files(_metrics(), _recheck())
-    assert set(files) == {
-        "backlight.qnn-htp.json",
-        "night.qnn-htp.json",
-        "night.mixed16_4.qnn-htp.json",
-    }
+    files = backends.metrics_files(_metrics())
+    assert set(files) == {"backlight.qnn-htp.json", "night.qnn-htp.json"}
     assert files["night.qnn-htp.json"] == {"cosine": 0.98, "passes_gate": False, "sqnr_db": 17.81}
-    assert backends.metrics_files({}, None) == {}
+    assert set(backends.remedy_files(_recheck())) == {"night.mixed16_4.qnn-htp.json"}
+    assert backends.metrics_files({}) == {} and backends.remedy_files(None) == {}
 
 
 def test_summary_has_both_gates() -> None:

@@ -8,7 +8,10 @@ its current encoding, tensor by tensor (no propagation, so it is cheap and says 
 * local SQNR: quantize-dequantize the activations with the encoding and measure
   ``10 log10(sum x^2 / sum (x - q(x))^2)``; its drop against the same measure on the
   evaluation set the encodings were checked on predicts the SQNR loss (a low-light scene whose
-  activations use a sliver of the range loses SQNR without clipping anything);
+  activations use a sliver of the range loses SQNR without clipping anything). It rounds
+  half away from zero whatever ``quantize.round_mode`` says, and the result is the same: the
+  modes differ only on ties, which sit half a step from both neighbours, so the error's size
+  (all this measure sums) does not depend on the mode;
 * range use: max |x| on the new data over the encoding's max |range|.
 
 Verdict per session and scene: ``requantize: yes`` when any tensor clips more than

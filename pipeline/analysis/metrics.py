@@ -124,8 +124,11 @@ class LayerAcc:
         return sqnr_db(self.sxx if signal == "golden" else self.syy, self.see)
 
     def pooled(self, other: LayerAcc) -> LayerAcc:
-        """Signal and noise sums of both (what a pooled SQNR needs; the rest is not kept)."""
-        return LayerAcc(sxx=self.sxx + other.sxx, see=self.see + other.see)
+        """Signal (either kind) and noise sums of both, what a pooled SQNR needs; the rest is
+        not kept."""
+        return LayerAcc(
+            sxx=self.sxx + other.sxx, syy=self.syy + other.syy, see=self.see + other.see
+        )
 
     def summary(self, signal: str) -> LayerSummary:
         return LayerSummary(

@@ -58,6 +58,7 @@ class EvalOptions:
     detection_threshold: float = 0.5
     round_mode: str = "half_away"
     requant: Requant = "reference"  # the embedded simulation's (evaluate.simulation)
+    sqnr_signal: str = "golden"  # evaluate.sqnr_signal: which layers the sweep picks
     # Runs the ``full`` variant; None: the embedded simulation with ``round_mode``.
     backend: Backend | None = None
 

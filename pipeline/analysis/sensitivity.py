@@ -27,16 +27,19 @@ def _pooled(results: Mapping[str, SceneResult], variant: str, t: str) -> LayerAc
     return reduce(LayerAcc.pooled, (r.layers[variant][t] for r in results.values()), LayerAcc())
 
 
-def ranked_layers(view: ModelView, results: Mapping[str, SceneResult]) -> list[str]:
+def ranked_layers(
+    view: ModelView, results: Mapping[str, SceneResult], signal: str = "golden"
+) -> list[str]:
     """Inner kept tensors worst first, on signal and noise pooled over every scene: own
-    (layerwise) error where every scene measured it, else accumulated."""
+    (layerwise) error where every scene measured it, else accumulated; SQNR with ``signal``
+    (``evaluate.sqnr_signal``), as the report's worst layers."""
     inner = [t for t in view.kept_tensors if t != view.input_name]
     own = all("layerwise" in r.layers for r in results.values())
     return worst_first(
         (
             t,
-            _pooled(results, "layerwise", t).sqnr() if own else None,
-            _pooled(results, "full", t).sqnr(),
+            _pooled(results, "layerwise", t).sqnr(signal) if own else None,
+            _pooled(results, "full", t).sqnr(signal),
         )
         for t in inner
     )
@@ -68,7 +71,7 @@ def sweep(
     worst layers, on the embedded simulation."""
     layers, sim = opts.sensitivity_layers, opts.simulation()
     refs = float_output_references(view, enc, images, tp)
-    for layer in ranked_layers(view, results)[:layers]:
+    for layer in ranked_layers(view, results, opts.sqnr_signal)[:layers]:
         others = frozenset(t for t in view.kept_tensors if t != layer)
         for kind, float_layers in (("enabled_only", others), ("disabled", frozenset([layer]))):
             options = SimOptions(

@@ -57,10 +57,13 @@ def layer_row(i: int, t: str, view: ModelView, res: SceneResult, sig: str) -> La
     )
 
 
-def _sweep(headline: Sequence[str], kinds: Mapping[str, dict[str, LayerAcc]]) -> SweepPoint:
-    """Output SQNR (min over the headline outputs) of each sweep variant."""
+def _sweep(
+    headline: Sequence[str], kinds: Mapping[str, dict[str, LayerAcc]], sig: str
+) -> SweepPoint:
+    """Output SQNR (min over the headline outputs, with the configured signal) of each sweep
+    variant."""
     return SweepPoint(
-        **{kind: min(accs[o].sqnr() for o in headline) for kind, accs in kinds.items()}
+        **{kind: min(accs[o].sqnr(sig) for o in headline) for kind, accs in kinds.items()}
     )
 
 
@@ -91,7 +94,7 @@ def scene_metrics(
         worst_layer_own_sqnr_db=worst.sqnr_layerwise_db,
         faces=res.detections.summary() if res.detections is not None else None,
         sensitivity={
-            layer: _sweep(headline, kinds) for layer, kinds in sorted(res.sensitivity.items())
+            layer: _sweep(headline, kinds, sig) for layer, kinds in sorted(res.sensitivity.items())
         }
         or None,
         gate=gate,

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from pipeline.errors import DataError, PipelineError
+from pipeline.errors import DataError, ParamsError, PipelineError
 from pipeline.params import QuantizeParams
 
 CONVERTER = "qnn-onnx-converter"
@@ -34,6 +34,53 @@ def find_tool(name: str) -> Path | None:
     return Path(found) if found else None
 
 
+# The newer calibration family: fieldcal mode -> (calibration, schema). "enhanced" as "sqnr" is
+# docs §4's inferred correspondence; "adjusted" has no name in this family.
+_CALIBRATION = {
+    "tf": ("min-max", "asymmetric"),
+    "symmetric": ("min-max", "symmetric"),
+    "enhanced": ("sqnr", "asymmetric"),
+    "percentile": ("percentile", "asymmetric"),
+}
+
+
+def _quantizer_options(qp: QuantizeParams) -> list[str]:
+    """The quantizer options for ``qp``: QNN's legacy family when neither side is percentile
+    (its names are fieldcal's), otherwise the calibration family for both sides, because the two
+    families cannot be mixed (docs §9.7). A combination QNN's command line cannot express is a
+    :class:`ParamsError` naming it, never a silently different command."""
+    a, w = qp.activations, qp.weights
+    if "percentile" not in (a.mode, w.mode):
+        return ["--act_quantizer", a.mode, "--param_quantizer", w.mode]
+    if w.mode == "adjusted":
+        raise ParamsError(
+            "qnn-onnx-converter cannot take percentile activations with 'adjusted' weights: "
+            "percentile exists only among the calibration options and 'adjusted' only among the "
+            "legacy ones, which cannot be mixed. Set quantize.weights.mode to tf or symmetric."
+        )
+    values = {m.percentile for m in (a, w) if m.mode == "percentile"}
+    if len(values) > 1:
+        raise ParamsError(
+            "qnn-onnx-converter has one --percentile_calibration_value for activations and "
+            f"weights; params ask for {a.percentile} and {w.percentile}. "
+            "Set quantize.activations.percentile and quantize.weights.percentile equal."
+        )
+    act, act_schema = _CALIBRATION[a.mode]
+    param, param_schema = _CALIBRATION[w.mode]
+    return [
+        "--act_quantizer_calibration",
+        act,
+        "--act_quantizer_schema",
+        act_schema,
+        "--param_quantizer_calibration",
+        param,
+        "--param_quantizer_schema",
+        param_schema,
+        "--percentile_calibration_value",
+        repr(values.pop()),
+    ]
+
+
 def converter_command(
     model: Path,
     input_list: Path,
@@ -42,12 +89,7 @@ def converter_command(
     overrides: Path | None = None,
     tool: Path | str = CONVERTER,
 ) -> list[str]:
-    """argv for qnn-onnx-converter matching ``qp`` (docs §3.4, §4.4, §5.4, §9.7).
-
-    The legacy quantizer options (``--act_quantizer``/``--param_quantizer``) and the calibration
-    options (``--act_quantizer_calibration``) cannot be mixed; percentile needs the latter.
-    """
-    a, w = qp.activations, qp.weights
+    """argv for qnn-onnx-converter matching ``qp`` (docs §3.4, §4.4, §5.4, §9.7)."""
     argv = [
         str(tool),
         "--input_network",
@@ -57,31 +99,14 @@ def converter_command(
         "--input_list",
         str(input_list),
         "--act_bitwidth",
-        str(a.bitwidth),
+        str(qp.activations.bitwidth),
         "--weights_bitwidth",
-        str(w.bitwidth),
+        str(qp.weights.bitwidth),
         "--bias_bitwidth",
         str(qp.bias_bitwidth),
+        *_quantizer_options(qp),
     ]
-    if a.mode == "percentile":
-        argv += [
-            "--act_quantizer_calibration",
-            "percentile",
-            "--percentile_calibration_value",
-            repr(a.percentile),
-            "--act_quantizer_schema",
-            "asymmetric",
-        ]
-        if w.mode in ("tf", "symmetric"):
-            argv += [
-                "--param_quantizer_calibration",
-                "min-max",
-                "--param_quantizer_schema",
-                "symmetric" if w.mode == "symmetric" else "asymmetric",
-            ]
-    else:
-        argv += ["--act_quantizer", a.mode, "--param_quantizer", w.mode]
-    if w.per_channel:
+    if qp.weights.per_channel:
         argv.append("--use_per_channel_quantization")
     if overrides is not None:
         argv += ["--quantization_overrides", str(overrides)]

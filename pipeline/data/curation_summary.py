@@ -11,8 +11,10 @@ excluded paths. When new captures arrive, ``dvc metrics diff`` shows which sourc
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
 
 COUNTS = ("calibration", "evaluation", "over_quota", "ineligible")
 
@@ -34,3 +36,24 @@ def summarize(table: pa.Table) -> dict[str, dict[str, dict[str, dict[str, int]]]
         counts = by_source.setdefault(str(r["source"]), dict.fromkeys(COUNTS, 0))
         counts[_kind(str(r["role"]), int(r["rank"]))] += 1  # type: ignore[call-overload]
     return {"scenes": {s: dict(sorted(v.items())) for s, v in sorted(scenes.items())}}
+
+
+class SourceCounts(BaseModel):
+    """One source's images in one scene, by what became of them (module docstring)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    calibration: int = Field(ge=0)
+    evaluation: int = Field(ge=0)
+    over_quota: int = Field(ge=0)
+    ineligible: int = Field(ge=0)
+
+
+class CurationSummary(BaseModel):
+    """``out/curate/summary.json`` as :func:`summarize` writes it, typed for its readers."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    scenes: dict[str, dict[str, SourceCounts]]
+
+
+def read_summary(path: Path) -> CurationSummary:
+    return CurationSummary.model_validate_json(path.read_text(encoding="utf-8"))

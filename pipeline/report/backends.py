@@ -193,26 +193,30 @@ def markdown(found: Comparisons) -> list[str]:
     return lines
 
 
-def metrics_files(
-    found: Comparisons, rc: RemedyRecheck | None
-) -> dict[str, dict[str, float | bool]]:
-    """DVC metrics of the real backend, in :mod:`pipeline.report.dvc_views`' one shape:
-    ``<scene>.<backend>.json`` (the quantize stage's encodings) and
-    ``<scene>.<remedy>.<backend>.json`` (a chosen remedy re-checked there)."""
+def _metric(v: BackendVerdict) -> dict[str, float | bool]:
+    return {"cosine": v.output_cosine, "passes_gate": v.passed, "sqnr_db": v.output_sqnr_db}
 
-    def one(v: BackendVerdict) -> dict[str, float | bool]:
-        return {"cosine": v.output_cosine, "passes_gate": v.passed, "sqnr_db": v.output_sqnr_db}
 
-    out = {
-        f"{s}.{name}.json": one(sc.backend)
+def metrics_files(found: Comparisons) -> dict[str, dict[str, float | bool]]:
+    """Declared DVC metrics of the real backend, in :mod:`pipeline.report.dvc_views`' one
+    shape: ``<scene>.<backend>.json``, the quantize stage's encodings run there."""
+    return {
+        f"{s}.{name}.json": _metric(sc.backend)
         for name, b in found.items()
         for s, sc in b.scenes.items()
     }
-    if rc is not None and rc.backend is not None:
-        for s, r in rc.scenes.items():
-            if r.backend is not None:
-                out[f"{s}.{r.remedy}.{rc.backend}.json"] = one(r.backend)
-    return out
+
+
+def remedy_files(rc: RemedyRecheck | None) -> dict[str, dict[str, float | bool]]:
+    """``<scene>.<remedy>.<backend>.json``: a chosen remedy re-checked on the backend, beside
+    the embedded rows of every remedy (``out/report/remedies``)."""
+    if rc is None or rc.backend is None:
+        return {}
+    return {
+        f"{s}.{r.remedy}.{rc.backend}.json": _metric(r.backend)
+        for s, r in rc.scenes.items()
+        if r.backend is not None
+    }
 
 
 def compiled(manifest: Mapping[str, Any] | None, layout: Layout) -> str:

@@ -19,8 +19,9 @@ from pipeline.analysis.artifacts import (
     StabilityRecord,
 )
 from pipeline.analysis.remedy_artifacts import RemedyVerdict
+from pipeline.data.curation_summary import CurationSummary
 from pipeline.layout import Layout
-from pipeline.report import actions, backends, charts, sections, verdict
+from pipeline.report import actions, backends, charts, curation, search16, sections, verdict
 from pipeline.report.actions import UnusedFile
 
 TEMPLATE = "template.html"
@@ -34,6 +35,7 @@ class ReportInputs:
     metrics: MetricsDocument  # out/evaluate/metrics.json
     layers: Mapping[str, Sequence[LayerRow]]  # out/evaluate/layers.json
     calibration: Mapping[str, int]  # calibration images per scene
+    curation: CurationSummary | None = None  # out/curate/summary.json
     advice: Sequence[Advice] = ()  # out/evaluate/advice.json
     remedies: Mapping[str, RemedyVerdict] | None = None  # out/remedies/remedies.json
     stability: Mapping[str, StabilityRecord] | None = None  # out/stability/stability.json
@@ -98,7 +100,9 @@ def render_html(title: str, inputs: ReportInputs, worst_n: int) -> str:
         quarantined=actions.quarantined(inputs.unused_files, inputs.files),
         remedies_chart=charts.remedies_chart(inputs.remedies or {}),
         remedies=sections.remedies(inputs.remedies, scenes),
+        search16=search16.section(inputs.remedies, scenes),
         faces=sections.faces(scenes),
+        curation=curation.section(inputs.curation),
         calibration=sections.calibration_set(inputs.calibration),
         chart=charts.sqnr_chart(inputs.layers, _sqnr_gate(metrics)),
         worst_layers=sections.worst_layers(inputs.layers, worst_n),

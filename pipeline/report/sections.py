@@ -6,7 +6,7 @@ import html
 from collections.abc import Mapping, Sequence
 
 from pipeline.analysis.artifacts import LayerRow, SceneMetrics, StabilityRecord
-from pipeline.analysis.remedy_artifacts import RemedyRow, RemedyVerdict
+from pipeline.analysis.remedy_artifacts import RemedyVerdict
 from pipeline.report.numbers import TOO_FEW, percent, rate
 from pipeline.report.tables import table
 from pipeline.report.verdict import settled, unsettled_text
@@ -147,27 +147,28 @@ def sensitivity(scenes: Scenes) -> str:
     )
 
 
+def faces_missed(scene: SceneMetrics | None, miss_rate: float | None) -> str:
+    """A miss rate measured on a scene's evaluation images as a count of the float model's
+    faces there: "1 of 16"."""
+    f = scene.faces if scene is not None else None
+    if miss_rate is None or f is None:
+        return "n/a"
+    n = f.float_faces
+    return f"{round(miss_rate * n)} of {n}" if n else "no faces"
+
+
 def remedies(remedies: Mapping[str, RemedyVerdict] | None, scenes: Scenes) -> str:
     """Every remedy tried per scene, the chosen one marked; misses counted against the float
     model's faces in the scene's evaluation images."""
     if not remedies:
         return "<p>Remedies not evaluated.</p>"
-
-    def misses(scene: str, r: RemedyRow) -> str:
-        m = scenes.get(scene)
-        f = m.faces if m is not None else None
-        if r.face_miss_rate is None or f is None:
-            return "n/a"
-        n = f.float_faces
-        return f"{round(r.face_miss_rate * n)} of {n}" if n else "no faces"
-
     rows = [
         [
             scene,
             r.remedy,
             r.output_sqnr_db,
             r.output_cosine,
-            misses(scene, r),
+            faces_missed(scenes.get(scene), r.face_miss_rate),
             "pass" if r.passes_gate else "fail",
             "chosen" if r.remedy == v.chosen else "",
             r.cost,
