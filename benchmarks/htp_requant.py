@@ -3,10 +3,11 @@
 For each scene of ``out/tensors/evaluation`` of a project whose ``dvc repro quantize`` has run:
 float vs the HTP, float vs the embedded simulation with ``SimOptions.requant`` "reference" and
 "htp" (``evaluate.simulation``; headline SQNR, the gate's verdict), then HTP vs each simulation
-on every model output (SQNR between them, shares of elements 0 / 1 / >1 steps apart) and, with
-``--layers``, the share of each kept tensor's elements equal on both, by op type (median and
-minimum over the layers), and the simulation's time per image in each mode. HTP outputs are
-cached under ``--cache``. Figures: docs/quantization.md §8.5. Usage::
+on every model output (SQNR between them, shares of elements 0 / 1 / >1 steps apart), and the
+simulation's time per image in each mode. With ``--layers``, the share of each kept tensor's
+elements equal on both, by op type (median and minimum over the layers), chained and
+teacher-forced (each layer fed the HTP's inputs). HTP outputs are cached under ``--cache``.
+Figures: docs/quantization.md §8.5. Usage::
 
     python -m benchmarks.htp_requant PROJECT [--workers N] [--cache DIR] [--layers]
 """
@@ -18,22 +19,29 @@ import time
 from pathlib import Path
 from statistics import median
 
+import numpy as np
 import pyarrow.parquet as pq
+from numpy.typing import NDArray
 
 from pipeline.analysis.artifacts import BackendScene, LayerAgreement
 from pipeline.analysis.backend_compare import compared, evaluate_on_backend
+from pipeline.backends.base import QuantizedModel
 from pipeline.backends.embedded import EmbeddedBackend
 from pipeline.backends.htp_runner import HtpBackend, HtpConfig
 from pipeline.backends.qnn_htp import input_shape
 from pipeline.data.tensors import read_raw
 from pipeline.graph.load import load_view
+from pipeline.graph.rewrite import FORCED_SUFFIX, teacher_forced
 from pipeline.graph.runtime import Runner
+from pipeline.graph.view import ModelView
 from pipeline.params import load_params
 from pipeline.quantization import encodings_json
-from pipeline.quantization.simulate import SimOptions
+from pipeline.quantization.encodings import Encodings
+from pipeline.quantization.simulate import SimOptions, build_quantized_model
 
 MODES = ("reference", "htp")
 Results = dict[str, tuple[dict[str, BackendScene], list[LayerAgreement]]]
+Shares = dict[str, dict[str, list[float]]]  # mode -> op type -> share equal per layer
 
 
 def measure(demo: Path, workers: int, cache: Path, layers: bool) -> Results:
@@ -66,7 +74,53 @@ def measure(demo: Path, workers: int, cache: Path, layers: bool) -> Results:
     print(f"{len(xs)} images {tp.height}x{tp.width}, headline {ep.outputs or outs}")
     per_image = ", ".join(f"{m} {spent[m] / len(xs):.3f} s" for m in MODES)
     print(f"embedded simulation per image ({len(tensors)} tensors out): {per_image}")
+    if layers:
+        forced = forced_shares(view, enc, [x for _, _, x in xs], htp, what.op_types)
+        print_shares("teacher-forced (each layer fed the HTP's inputs)", forced)
     return res
+
+
+def forced_shares(
+    view: ModelView,
+    enc: Encodings,
+    xs: list[NDArray[np.float32]],
+    htp: QuantizedModel,
+    op_types: dict[str, str],
+) -> Shares:
+    """Per mode and op type, each kept tensor's share of elements equal to the HTP when its
+    producer is fed the HTP's own inputs (``teacher_forced``)."""
+    kept = list(op_types)
+    equal = {m: dict.fromkeys(kept, 0) for m in MODES}
+    total = 0
+    sims = {m: teacher_forced(build_quantized_model(view, enc, SimOptions(requant=m)), kept)
+            for m in MODES}  # fmt: skip
+    runners = {m: Runner(model) for m, model in sims.items()}
+    for x in xs:
+        want = htp.run(x)
+        feed = {view.input_name: x, **{t + FORCED_SUFFIX: want[t] for t in kept}}
+        for m, r in runners.items():
+            got = dict(zip(kept, r.session.run(kept, feed), strict=True))
+            for t in kept:
+                e = enc.activations[t]
+                same = np.rint(got[t] / e.scale) == np.rint(want[t] / e.scale)
+                equal[m][t] += int(np.count_nonzero(same))
+        total += 1
+    sizes = {t: want[t].size * total for t in kept}
+    out: Shares = {m: {} for m in MODES}
+    for m in MODES:
+        for t in kept:
+            out[m].setdefault(op_types[t], []).append(equal[m][t] / sizes[t])
+    return out
+
+
+def print_shares(title: str, shares: Shares) -> None:
+    print(f"\n{title}")
+    print("| op type | layers | equal to HTP, reference: median (min) | htp: median (min) |")
+    for op in sorted(shares["htp"]):
+        cells = [
+            f"{100 * median(shares[m][op]):.4f} ({100 * min(shares[m][op]):.4f}) %" for m in MODES
+        ]
+        print(f"| {op} | {len(shares['htp'][op])} | {cells[0]} | {cells[1]} |")
 
 
 def print_scenes(res: Results) -> None:
@@ -92,14 +146,11 @@ def print_scenes(res: Results) -> None:
 
 
 def print_layers(res: Results) -> None:
-    print("\n| op type | layers | equal to HTP, reference: median (min) | htp: median (min) |")
-    by_type: dict[str, dict[str, list[float]]] = {}
+    shares: Shares = {m: {} for m in MODES}
     for mode in MODES:
         for row in res[mode][1]:
-            by_type.setdefault(row.op_type, {}).setdefault(mode, []).append(row.equal)
-    for op, shares in sorted(by_type.items()):
-        cells = [f"{100 * median(shares[m]):.2f} ({100 * min(shares[m]):.2f}) %" for m in MODES]
-        print(f"| {op} | {len(shares['htp'])} | {cells[0]} | {cells[1]} |")
+            shares[mode].setdefault(row.op_type, []).append(row.equal)
+    print_shares("chained (each backend on its own outputs)", shares)
 
 
 def main() -> None:

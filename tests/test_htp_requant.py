@@ -12,6 +12,7 @@ from pipeline.analysis.runs import EvalOptions
 from pipeline.backends.htp_runner import HtpBackend, HtpConfig
 from pipeline.backends.qnn_htp import input_shape
 from pipeline.data.tensors import read_raw
+from pipeline.graph.rewrite import teacher_forced
 from pipeline.graph.runtime import Runner
 from pipeline.graph.view import ModelView, analyze
 from pipeline.params import EvaluateParams
@@ -73,17 +74,7 @@ def test_the_params_key_selects_the_rule_and_refuses_others():
 def _teacher_forced(view: ModelView, enc: Encodings, mode: Requant, kept: list[str]) -> Runner:
     """The simulation with every consumer of a kept tensor reading graph input ``<t>__in``
     (fed the HTP's value), so each group is judged on the HTP's own inputs."""
-    model = build_quantized_model(view, enc, SimOptions(requant=mode))
-    g = model.graph
-    for node in g.node:
-        for i, x in enumerate(node.input):
-            if x in kept:
-                node.input[i] = f"{x}__in"
-    g.input.extend(helper.make_tensor_value_info(f"{t}__in", TensorProto.FLOAT, None) for t in kept)
-    del g.output[:]
-    g.output.extend(helper.make_empty_tensor_value_info(t) for t in kept)
-    del g.value_info[:]
-    return Runner(model)
+    return Runner(teacher_forced(build_quantized_model(view, enc, SimOptions(requant=mode)), kept))
 
 
 @needs_htp
