@@ -268,6 +268,9 @@ class EvaluateParams(_Section):
     # Where the quantized model is judged: fieldcal's simulation, or also Qualcomm's HTP
     # (onnxruntime-qnn: the emulator on x86_64, the real HTP on a Snapdragon), side by side.
     backend: Literal["embedded", "qnn-htp"] = "embedded"
+    # How the embedded simulation requantizes 8-bit Conv/ConvTranspose groups: "reference"
+    # (exact rounding, docs §8.1) or "htp" (the QNN HTP's fixed-point rule, docs §8.5).
+    simulation: Literal["reference", "htp"] = "reference"
 
 
 class CoverageParams(_Section):

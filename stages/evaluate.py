@@ -31,6 +31,7 @@ def main(params: Params) -> None:
         decoder=params.model.decoder,
         detection_threshold=ep.detection_threshold,
         round_mode=qp.round_mode,
+        requant=ep.simulation,
         sqnr_signal=ep.sqnr_signal,
     )
     with progress("evaluating", len(images)) as advance:
@@ -45,6 +46,7 @@ def main(params: Params) -> None:
             os.cpu_count() or 1,
             qp.round_mode,
             params.model.decoder,
+            requant=ep.simulation,
         )
         htp = backend_compare.evaluate_htp(view, enc, images, tp, ep, htp_run)
         doc = doc.model_copy(update={"backends": {htp.backend: htp}})

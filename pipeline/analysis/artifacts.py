@@ -249,7 +249,7 @@ class LayerAgreement(Artifact):
 
 class BackendComparison(Artifact):
     """``metrics.json``'s ``backends.<backend>``: backend, versions, the QDQ model's sha256 and
-    the embedded simulation's requantization (``quantize.simulate``), then per scene and per
+    the embedded simulation's requantization (``evaluate.simulation``), then per scene and per
     layer."""
 
     backend: str

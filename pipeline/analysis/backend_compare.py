@@ -44,6 +44,7 @@ from pipeline.graph.view import ModelView
 from pipeline.params import EvaluateParams, TensorsParams
 from pipeline.quantization.encoding import Encoding, RoundMode
 from pipeline.quantization.encodings import Encodings
+from pipeline.quantization.simulate import Requant
 
 
 @dataclass
@@ -244,6 +245,7 @@ class HtpRun:
     round_mode: RoundMode
     decoder: str
     layers: bool = True
+    requant: Requant = "reference"  # the embedded simulation's (evaluate.simulation)
 
 
 def compared(view: ModelView, enc: Encodings, layers: bool) -> Compared:
@@ -283,7 +285,7 @@ def evaluate_htp(
             "run `dvc repro quantize`"
         )
     flt = Runner(view.model)
-    sim = EmbeddedBackend(run.round_mode).prepare(view, enc, tensors)
+    sim = EmbeddedBackend(run.round_mode, run.requant).prepare(view, enc, tensors)
     outputs = list(view.outputs)
 
     def reference(x: NDArray[np.float32]) -> tuple[Tensors, Tensors]:
@@ -295,7 +297,7 @@ def evaluate_htp(
         backend=htp.name,
         versions=htp.versions(),
         qdq_model_sha256=model.deployable_sha256,
-        simulation="reference",
+        simulation=run.requant,
         verdicts_agree=all(s.verdicts_agree for s in scenes.values()),
         scenes=scenes,
         layers=layers,

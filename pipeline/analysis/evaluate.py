@@ -71,6 +71,7 @@ class OneshotScorer:
             decoder=self.decoder,
             detection_threshold=self.ep.detection_threshold,
             round_mode=self.round_mode,
+            requant=self.ep.simulation,
             backend=self.backend,
         )
 

@@ -85,7 +85,9 @@ def _on_htp(
         what = compared(view, c.encodings, layers=False)
         model = htp.open(out.qdq_model(scene))  # the deployable file itself (mixed 8/16-bit
         # remedies included: the export converts at their boundaries, quantization/mixed.py)
-        sim = EmbeddedBackend(qp.round_mode).prepare(view, c.encodings, list(what.outputs))
+        sim = EmbeddedBackend(qp.round_mode, params.evaluate.simulation).prepare(
+            view, c.encodings, list(what.outputs)
+        )
 
         def reference(x: NDArray[np.float32]) -> tuple[Tensors, Tensors]:
             return flt.run(x, list(what.outputs)), sim.run(x)  # noqa: B023 (used in this loop)

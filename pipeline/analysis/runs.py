@@ -36,7 +36,7 @@ from pipeline.native import kernels
 from pipeline.params import TensorsParams
 from pipeline.quantization.encoding import RoundMode
 from pipeline.quantization.encodings import Encodings
-from pipeline.quantization.simulate import SimOptions, build_layerwise_model
+from pipeline.quantization.simulate import Requant, SimOptions, build_layerwise_model
 
 VARIANTS = ("full", "weights_only", "activations_only")
 Tensors = dict[str, NDArray[np.float32]]
@@ -57,6 +57,7 @@ class EvalOptions:
     decoder: str = "none"
     detection_threshold: float = 0.5
     round_mode: str = "half_away"
+    requant: Requant = "reference"  # the embedded simulation's (evaluate.simulation)
     sqnr_signal: str = "golden"  # evaluate.sqnr_signal: which layers the sweep picks
     # Runs the ``full`` variant; None: the embedded simulation with ``round_mode``.
     backend: Backend | None = None
@@ -69,7 +70,7 @@ class EvalOptions:
         """The embedded backend for the simulation-only variants (the backend itself when it is
         the simulation, so they share its quantized weights)."""
         b = self.backend
-        return b if isinstance(b, EmbeddedBackend) else EmbeddedBackend(self.mode)
+        return b if isinstance(b, EmbeddedBackend) else EmbeddedBackend(self.mode, self.requant)
 
 
 @dataclass
@@ -143,6 +144,7 @@ class VariantRuns:
                 quantize_weights=v != "activations_only",
                 quantize_activations=v != "weights_only",
                 round_mode=self.mode,
+                requant=sim.requant,
             )
             self.quantized[v] = sim.build_model(view, enc, self.names, only)
         self.lw_names: dict[str, str] = {}

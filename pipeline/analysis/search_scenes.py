@@ -151,7 +151,9 @@ def search16(calib: Calibrator, scorer: OneshotScorer, inputs: Inputs) -> Search
     sizes = tensor_sizes(view, inputs.images[0], calib.tp)
     scenes = sorted({i.scene for i in inputs.images})
     gates = {s: gate_record(gate_for(s, scorer.ep)) for s in scenes}
-    scoring = _Scoring(every, scorer.backend or EmbeddedBackend(scorer.options().mode), gates)
+    scoring = _Scoring(
+        every, scorer.backend or EmbeddedBackend(scorer.options().mode, scorer.ep.simulation), gates
+    )
     upstream = upstream_of(view.model.graph, gated_outputs(view, scorer, scenes))
 
     def encodings(tensors: Collection[str]) -> Encodings:

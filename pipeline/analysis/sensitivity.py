@@ -74,7 +74,9 @@ def sweep(
     for layer in ranked_layers(view, results, opts.sqnr_signal)[:layers]:
         others = frozenset(t for t in view.kept_tensors if t != layer)
         for kind, float_layers in (("enabled_only", others), ("disabled", frozenset([layer]))):
-            options = SimOptions(round_mode=sim.round_mode, float_layers=float_layers)
+            options = SimOptions(
+                round_mode=sim.round_mode, float_layers=float_layers, requant=sim.requant
+            )
             model = sim.build_model(view, enc, view.outputs, options)
             for img in images:
                 out = model.run(read_raw(img.raw, tp, view.input_layout))

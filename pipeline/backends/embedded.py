@@ -21,6 +21,7 @@ from pipeline.quantization.encoding import RoundMode
 from pipeline.quantization.encodings import Encodings
 from pipeline.quantization.simulate import (
     ParamsCache,
+    Requant,
     SimOptions,
     build_quantized_model,
 )
@@ -38,7 +39,8 @@ class SimulatedModel:
 
 
 class EmbeddedBackend:
-    """The simulation as a backend. ``round_mode`` is the activations' and weights' rounding.
+    """The simulation as a backend. ``round_mode`` is the activations' and weights' rounding,
+    ``requant`` the Conv groups' requantization (:class:`SimOptions`).
 
     Fake-quantized weights and biases are kept per encodings object for the models built from
     it (:data:`pipeline.quantization.simulate.ParamsCache`), so the attribution variants and
@@ -46,8 +48,9 @@ class EmbeddedBackend:
 
     name = "embedded"
 
-    def __init__(self, round_mode: RoundMode = "half_away") -> None:
+    def __init__(self, round_mode: RoundMode = "half_away", requant: Requant = "reference") -> None:
         self.round_mode: RoundMode = round_mode
+        self.requant: Requant = requant
         self._caches: list[tuple[Encodings, ParamsCache]] = []
 
     def provenance(self) -> Provenance:
@@ -68,7 +71,7 @@ class EmbeddedBackend:
         tensors: Sequence[str],
         options: SimOptions | None = None,
     ) -> SimulatedModel:
-        sim = options or SimOptions(round_mode=self.round_mode)
+        sim = options or SimOptions(round_mode=self.round_mode, requant=self.requant)
         model = build_quantized_model(view, enc, sim, params_cache=self.params_cache(enc))
         return SimulatedModel(Runner(with_outputs(model, list(tensors))), tensors)
 

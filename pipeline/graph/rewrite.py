@@ -1,4 +1,5 @@
-"""Graph rewrites for calibration and evaluation: extra outputs, in-graph range reductions."""
+"""Graph rewrites for calibration and evaluation: extra outputs, teacher forcing, in-graph
+range reductions."""
 
 from __future__ import annotations
 
@@ -20,6 +21,30 @@ def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
         if name not in existing:
             m.graph.output.append(helper.make_empty_tensor_value_info(name))
             existing.add(name)
+    return m
+
+
+FORCED_SUFFIX = "__in"
+
+
+def teacher_forced(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """A copy of ``model`` whose every consumer of a tensor in ``names`` reads a new graph
+    input ``<name>__in`` instead, and whose outputs are ``names``: fed another backend's
+    values of those tensors, each producer is judged on that backend's inputs alone."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g, wanted = m.graph, set(names)
+    for node in g.node:
+        for i, x in enumerate(node.input):
+            if x in wanted:
+                node.input[i] = x + FORCED_SUFFIX
+    g.input.extend(
+        helper.make_tensor_value_info(n + FORCED_SUFFIX, onnx.TensorProto.FLOAT, None)
+        for n in names
+    )
+    del g.output[:]
+    g.output.extend(helper.make_empty_tensor_value_info(n) for n in names)
+    del g.value_info[:]
     return m
 
 

@@ -32,8 +32,11 @@ from pipeline.quantization.encoding import (
     quantize,
 )
 from pipeline.quantization.encodings import Encodings
+from pipeline.quantization.htp_add import rescale_adds
 from pipeline.quantization.htp_requant import accumulator_shift
 from pipeline.quantization.mixed import plan, widened
+
+Requant = Literal["reference", "htp"]
 
 
 @dataclass(frozen=True)
@@ -43,9 +46,9 @@ class SimOptions:
     round_mode: RoundMode = "half_away"
     # Node ids or kept tensor names left in float (their weights and their output activation).
     float_layers: frozenset[str] = frozenset()
-    # "htp": Conv/ConvTranspose+ReLU requantize as the QNN HTP does (pipeline/quantization/
-    # htp_requant.py: the accumulator floored by 2^k first); "reference": exact rounding.
-    requant: Literal["reference", "htp"] = "reference"
+    # "htp": 8-bit Conv/ConvTranspose groups and Adds requantize as the QNN HTP does
+    # (pipeline/quantization/htp_requant.py, htp_add.py; docs §8.5); "reference": exact (§8.1).
+    requant: Requant = "reference"
 
 
 def _fake_quant_bias(
@@ -130,6 +133,7 @@ def build_quantized_model(
     _rename_tensors(new_nodes, rename, view.input_name)
     if options.requant == "htp" and options.quantize_weights and options.quantize_activations:
         new_nodes += accumulator_shift(view, enc, new_nodes, new_inits, options.float_layers)
+        new_nodes = rescale_adds(view, enc, new_nodes, new_inits, options.float_layers)
     used = {x for n in new_nodes for x in n.input}
     kept_inits = [i for i in graph.initializer if i.name in used]
     del graph.node[:]
