@@ -65,8 +65,8 @@ def _enc(scale: float, offset: int) -> Encoding:
 
 
 def test_the_params_key_selects_the_rule_and_refuses_others():
-    assert EvaluateParams().simulation == "reference"
-    assert EvaluateParams(simulation="htp").simulation == "htp"
+    assert EvaluateParams().simulation == "htp"  # what the car's HTP computes, by default
+    assert EvaluateParams(simulation="reference").simulation == "reference"
     with pytest.raises(ValueError, match="simulation"):
         EvaluateParams.model_validate({"simulation": "exact"})
 
