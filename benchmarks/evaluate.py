@@ -76,6 +76,7 @@ from benchmarks.calibration import (  # noqa: E402
 )
 from benchmarks.evaluate_fresh import (  # noqa: E402
     STAGE_DEFAULT,
+    STAGE_REQUANT,
     floor_pass,
     report,
     run_rounds,
@@ -167,8 +168,12 @@ def main() -> None:
                 view, enc, quantize_outputs=False, params_cache=cache
             )
             models = [lw_model] + [
-                build_quantized_model(view, enc, SimOptions(w, a), params_cache=cache)
-                for w, a in ((True, True), (True, False), (False, True))
+                build_quantized_model(view, enc, SimOptions(w, a, requant=r), params_cache=cache)
+                for w, a, r in (
+                    (True, True, STAGE_REQUANT),  # only the full variant follows it
+                    (True, False, "reference"),
+                    (False, True, "reference"),
+                )
             ]
             sessions = [plain_session(m, spinning) for m in models]
             feeds = [
@@ -192,7 +197,8 @@ def main() -> None:
             for spinning in FLOOR_SPINNING:  # both count: the floor is the faster
                 t0 = time.perf_counter()  # from scratch, as run_evaluation: build, sessions, runs
                 float_run = floor_session(view.model, spinning)
-                quant_run = floor_session(build_quantized_model(view, enc, SimOptions()), spinning)
+                quant = build_quantized_model(view, enc, SimOptions(requant=STAGE_REQUANT))
+                quant_run = floor_session(quant, spinning)
                 floor_pass(raws, tp, float_run, quant_run)
                 keep("floor", time.perf_counter() - t0)
                 t0 = time.perf_counter()  # the same sessions again: built, warmed up

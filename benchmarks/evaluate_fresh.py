@@ -42,6 +42,7 @@ from benchmarks.calibration import (  # noqa: E402
     model_path,
     peak_rss_mb,
 )
+from pipeline.params import EvaluateParams  # noqa: E402
 
 if TYPE_CHECKING:
     from pipeline.graph.view import ModelView
@@ -55,8 +56,16 @@ ENCODINGS, QDQ = "encodings.json", "peer.qdq.onnx"
 TARGET_DEFAULT_X_FLOOR, TARGET_PEER_X_DEFAULT, TARGET_RSS_SHARE = 4.5, 3.0, 0.5
 Measured = dict[str, float]
 Run = Callable[[Any], object]
+# the evaluate stage's default simulation (evaluate.simulation): the floor's quantized pass uses
+# it too, so both sides run the same arithmetic
+STAGE_REQUANT = EvaluateParams().simulation
 # the evaluate stage's default configuration (params.yaml evaluate.*), as EvalOptions takes it
-STAGE_DEFAULT = {"attribution": True, "layerwise": True, "sensitivity_layers": 0}
+STAGE_DEFAULT = {
+    "attribution": True,
+    "layerwise": True,
+    "sensitivity_layers": 0,
+    "requant": STAGE_REQUANT,
+}
 
 
 def floor_pass(raws: Sequence[Path], tp: TensorsParams, float_run: Run, quant_run: Run) -> float:
@@ -132,7 +141,8 @@ def measure(what: str, folder: Path, n: int, height: int, width: int) -> Measure
 
         spinning = what.removeprefix(FLOOR + ", spinning ")
         float_run = floor_session(view.model, spinning)
-        quant_run = floor_session(build_quantized_model(view, enc, SimOptions()), spinning)
+        quant = build_quantized_model(view, enc, SimOptions(requant=STAGE_REQUANT))
+        quant_run = floor_session(quant, spinning)
         floor_pass(raws, tp, float_run, quant_run)
         sqnr: dict[str, float] = {}  # the floor compares nothing
     elif what == DEFAULT:
