@@ -71,6 +71,7 @@ def _metrics(night_passes: bool) -> dict[str, Any]:
         "weights": "symmetric 8-bit per-channel",
         "bias_bitwidth": 32,
         "sqnr_signal": "golden",
+        "simulation": "htp",
     }
     scenes = {"night": night, "day": scene(0.999, True)}
     return {"run": run, "passed": night_passes, "scenes": scenes}

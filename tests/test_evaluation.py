@@ -174,6 +174,7 @@ def test_fieldcal_gate_cli(tmp_path):
             weights="symmetric 8-bit per-channel",
             bias_bitwidth=32,
             sqnr_signal="golden",
+            simulation="htp",
         ),
         passed=False,
         scenes={

@@ -119,6 +119,7 @@ def _metrics() -> MetricsDocument:
                 "weights": "symmetric 8-bit per-channel",
                 "bias_bitwidth": 32,
                 "sqnr_signal": "golden",
+                "simulation": "htp",
             },
             "scenes": {"day": scene(False, 1, 1), "night": scene(True, 0, 0)},
         }
@@ -359,6 +360,8 @@ def test_summary_starts_with_the_verdict() -> None:
         "**Ship a16_all** for the car: `out/remedies/encodings/ship.json`"
     )
     assert "| day | 4 | 12.50 | 0.970000 | 1 of 1 |" in md
+    # every number names what produced it: the backend and the simulation's arithmetic
+    assert "backend `embedded` (with the QNN HTP's fixed-point Conv and Add arithmetic)" in md
 
 
 def test_dvc_metrics_hold_numbers_and_booleans_in_one_shape() -> None:

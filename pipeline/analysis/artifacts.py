@@ -196,6 +196,7 @@ class RunInfo(Artifact):
     weights: str
     bias_bitwidth: int
     sqnr_signal: str
+    simulation: str  # the embedded simulation's arithmetic (evaluate.simulation): htp, reference
 
 
 # ---------------------------------------------------------------- metrics.json: backends

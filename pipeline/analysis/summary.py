@@ -139,6 +139,7 @@ def metrics_document(
             weights=f"{w.mode} {w.bitwidth}-bit {granularity}",
             bias_bitwidth=qp.bias_bitwidth,
             sqnr_signal=ep.sqnr_signal,
+            simulation=ep.simulation,
         ),
         passed=all(s.gate.passed for s in scenes.values()),
         scenes=scenes,

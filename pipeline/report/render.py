@@ -24,6 +24,12 @@ from pipeline.layout import Layout
 from pipeline.report import actions, backends, charts, curation, search16, sections, verdict
 from pipeline.report.actions import UnusedFile
 
+# evaluate.simulation, in words
+_ARITHMETIC = {
+    "htp": "with the QNN HTP's fixed-point Conv and Add arithmetic",
+    "reference": "with exact rounding (backend-neutral)",
+}
+
 TEMPLATE = "template.html"
 
 
@@ -91,6 +97,7 @@ def render_html(title: str, inputs: ReportInputs, worst_n: int) -> str:
         weights=html.escape(info.weights),
         bias_bitwidth=info.bias_bitwidth,
         sqnr_signal=html.escape(info.sqnr_signal),
+        simulation=html.escape(_ARITHMETIC.get(info.simulation, info.simulation)),
         verdict=ship_html,
         next_steps=actions.steps_list(steps, len(failing)),
         per_scene=sections.per_scene(scenes),
@@ -147,7 +154,8 @@ def render_markdown(title: str, metrics: MetricsDocument, ship: verdict.Ship | N
     info = metrics.run
     lines += [
         "",
-        f"Model sha256 `{info.model_sha256}`, backend `{info.backend}`, "
+        f"Model sha256 `{info.model_sha256}`, backend `{info.backend}` "
+        f"({_ARITHMETIC.get(info.simulation, info.simulation)}), "
         f"activations {info.activations}, weights {info.weights}.",
     ]
     return "\n".join(lines) + "\n"
