@@ -335,6 +335,24 @@ class StabilityRecord(Artifact):
     curve: list[CurvePoint]
 
 
+def settled(curve: StabilityRecord) -> bool:
+    """Whether a subset smaller than the whole set already moves scales less than the
+    tolerance (the whole set against itself always does, so it proves nothing)."""
+    return curve.enough is not None and curve.enough < curve.images
+
+
+def unsettled_text(curve: StabilityRecord) -> str:
+    points = [p for p in curve.curve if p.images < curve.images]
+    if not points:
+        return f"cannot tell yet: {curve.images} images, too few for a smaller subset to compare"
+    last = points[-1]
+    return (
+        f"cannot tell yet: the curve has not settled by {last.images} images "
+        f"(scales still move {100 * last.p95_scale_change:.0f} % at "
+        f"{last.images} of {curve.images})"
+    )
+
+
 # ---------------------------------------------------------------- reading and writing
 
 M = TypeVar("M")

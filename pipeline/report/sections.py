@@ -5,11 +5,16 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 
-from pipeline.analysis.artifacts import LayerRow, SceneMetrics, StabilityRecord
+from pipeline.analysis.artifacts import (
+    LayerRow,
+    SceneMetrics,
+    StabilityRecord,
+    settled,
+    unsettled_text,
+)
 from pipeline.analysis.remedy_artifacts import RemedyVerdict
 from pipeline.report.numbers import TOO_FEW, percent, rate
 from pipeline.report.tables import table
-from pipeline.report.verdict import settled, unsettled_text
 
 Scenes = Mapping[str, SceneMetrics]
 LayerRows = Mapping[str, Sequence[LayerRow]]
