@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
@@ -19,32 +18,15 @@ from pipeline.data.curation_summary import (
     read_summary,
     summarize,
 )
-from pipeline.data.ingest import MANIFEST_SCHEMA
 from pipeline.params import CurateParams
 from pipeline.report import curation
-
-
-def _manifest(counts: dict[str, int]) -> pa.Table:
-    rows = [
-        {
-            "path": f"{source}/day{i}.jpg",
-            "sha256": f"{source}{i:04d}".ljust(64, "0"),
-            "source": source,
-            "session": "s" if source == "vehicle" else "",
-            "status": "ok",
-            "reason": "",
-            "scene": "day",
-        }
-        for source, n in counts.items()
-        for i in range(n)
-    ]
-    return pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)
+from tests.manifests import day_manifest
 
 
 def _written(tmp_path: Path, counts: dict[str, int]) -> CurationSummary:
     """The summary the curate stage writes for these images, read back typed."""
     p = CurateParams(calibration={"day": 6}, evaluation={"day": 2})
-    write_json(tmp_path / "summary.json", summarize(curate(_manifest(counts), p)))
+    write_json(tmp_path / "summary.json", summarize(curate(day_manifest(counts), p)))
     return read_summary(tmp_path / "summary.json")
 
 
