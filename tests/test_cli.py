@@ -245,10 +245,19 @@ def test_coverage_without_a_model_says_so(project: Path) -> None:
 
 
 def test_compile_by_hand_never_writes_into_dvc_outputs(project: Path) -> None:
-    qdq = project / "out" / "quantize" / "model.qdq.onnx"
+    qdq = project / "out" / "remedies" / "qdq" / "ship.qdq.onnx"  # the default: what ships
     qdq.parent.mkdir(parents=True, exist_ok=True)
     qdq.write_bytes(b"not compiled: the folder check comes first")
     res = run("compile", "--soc", "60", "--out", "out/compile", "--root", project)
     assert res.exit_code == 1
     assert "which DVC writes; compile by hand into another folder" in res.output
     assert not (project / "out" / "compile").exists()
+
+
+def test_compile_by_hand_without_a_shipped_model_says_what_to_do(project: Path) -> None:
+    res = run("compile", "--soc", "60", "--root", project)  # default: what ships
+    assert res.exit_code == 1
+    assert "ship.qdq.onnx not found: run `dvc repro` first, or name another QDQ model" in (
+        res.output
+    )
+    assert not (project / "compiled").exists()

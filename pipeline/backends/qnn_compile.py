@@ -119,19 +119,22 @@ def load_compiled(compiled_model: Path, target: Target = Target()) -> HtpSession
     return HtpSession(compiled_model, config=SessionConfig(target.provider_options()))
 
 
-def compile_project(
-    root: Path, params: Params, targets: Sequence[Target], by_hand: tuple[Path, Path] | None = None
+def compile_by_hand(
+    root: Path, params: Params, targets: Sequence[Target], qdq_model: Path, folder: Path
 ) -> list[Compiled]:
-    """Compile a QDQ model for each target, the input shape from the tensors params: the
-    project's ``out/quantize/model.qdq.onnx`` into ``out/compile/<target>/``, or ``by_hand =
-    (qdq model, folder)``: any QDQ model into ``folder/<target>/``, outside DVC's outputs.
-    (The compile stage compiles what ships: :func:`compile_stage`.)"""
-    layout = Layout(root / params.paths.out)
-    qdq_model, folder = by_hand or (layout.quantize.qdq_model, layout.compile.root)
-    if by_hand is not None and folder.resolve().is_relative_to((root / params.paths.out).resolve()):
+    """``fieldcal compile``: any QDQ model into ``folder/<target>/`` for each target, outside
+    DVC's outputs, the input shape from the tensors params. (The compile stage compiles what
+    ships into ``out/compile``: :func:`compile_stage`.)"""
+    if folder.resolve().is_relative_to((root / params.paths.out).resolve()):
         raise DataError(
             f"{folder} is under {params.paths.out}/, which DVC writes; compile by hand into "
             "another folder (--out), or let the compile stage write out/compile"
+        )
+    if not qdq_model.is_file():
+        raise DataError(
+            f"{qdq_model} not found: run `dvc repro` first, or name another QDQ model with "
+            "--qdq (out/remedies/qdq/ship.qdq.onnx exists only when one configuration passes "
+            "every scene; the report says which scenes fail)"
         )
     return _compile_all(root, params, targets, qdq_model, folder)
 

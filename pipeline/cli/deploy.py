@@ -16,7 +16,7 @@ app = FieldcalTyper()
     "compile",
     epilog=example(
         "fieldcal compile --soc 60",
-        "fieldcal compile --qdq out/remedies/qdq/ship.qdq.onnx --htp-arch 73 --out deploy",
+        "fieldcal compile --qdq out/quantize/model.qdq.onnx --htp-arch 73 --out deploy",
     ),
 )
 def compile_cmd(
@@ -30,9 +30,10 @@ def compile_cmd(
     qdq: Annotated[
         Path,
         typer.Option(
-            help="the QDQ model to compile, e.g. the shipped out/remedies/qdq/ship.qdq.onnx"
+            help="the QDQ model to compile: by default what ships; e.g. a scene's "
+            "out/remedies/qdq/day.qdq.onnx or the 8-bit out/quantize/model.qdq.onnx"
         ),
-    ] = Path("out/quantize/model.qdq.onnx"),
+    ] = Path("out/remedies/qdq/ship.qdq.onnx"),
     out: Annotated[
         Path, typer.Option(help="folder for <target>/ (not under out/: DVC writes out/compile)")
     ] = Path("compiled"),
@@ -50,5 +51,5 @@ def compile_cmd(
         if soc is not None or htp_arch is not None
         else [qnn_compile.Target(t.soc_model, t.htp_arch) for t in p.compile.targets]
     )
-    for done in qnn_compile.compile_project(root, p, targets, (root / qdq, root / out)):
+    for done in qnn_compile.compile_by_hand(root, p, targets, root / qdq, root / out):
         typer.echo(f"{done.target.name}: {done.model} ({done.manifest.name})")
