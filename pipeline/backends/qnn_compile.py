@@ -142,8 +142,8 @@ def compile_by_hand(
 def _compile_all(
     root: Path, params: Params, targets: Sequence[Target], qdq_model: Path, folder: Path
 ) -> list[Compiled]:
-    if not qdq_model.is_file():
-        raise DataError(f"{qdq_model} not found; run `dvc repro` first")
+    """Compile ``qdq_model`` (its callers have checked that it exists, each with its own
+    message) for each target into ``folder/<target>/``."""
     view = load_view(root / params.model.path)
     tp = params.tensors
     shape = input_shape(tp.height, tp.width, view.input_layout)
